@@ -1,0 +1,113 @@
+"""The ``gridflow`` command line (``python -m gridflow`` is the same)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from gridflow._version import __version__
+from gridflow.errors import GridflowError, InputError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridflow", description=(
+        "Exact grid solutions of the Fokker-Planck, Fisher-Rao and Wasserstein-Fisher-Rao flows "
+        "(with geometric tempering), for validating particle samplers."))
+    p.add_argument("--version", action="version", version=f"gridflow {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = sub.add_parser("run", help="solve a case and write its trajectory file")
+    run.add_argument("case", help="case file (TOML)")
+    run.add_argument("-o", "--output", help="trajectory file to write (default: [output] path of the case)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a case key, VALUE in TOML syntax (repeatable), e.g. --set grid.cells=[4096]")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="summarise a trajectory file")
+    info.add_argument("file", help="trajectory file (.h5)")
+
+    plot = sub.add_parser("plot", help="plot density snapshots and diagnostics")
+    plot.add_argument("file", help="trajectory file (.h5)")
+    plot.add_argument("-o", "--output", help="figure file (default: next to the trajectory, .png)")
+    return p
+
+
+def _cmd_run(args) -> int:
+    from gridflow.case import load_case
+    from gridflow.runner import run
+
+    case = load_case(args.case, overrides=args.overrides)
+    progress = not args.quiet and sys.stderr.isatty()
+    path = run(case, output=args.output, progress=progress)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from gridflow.trajectory import open_trajectory
+
+    tr = open_trajectory(args.file)
+    print(summary(tr))
+    return 0
+
+
+def summary(tr) -> str:
+    """A short human-readable summary of a trajectory."""
+    g = tr.grid
+    lines = [
+        f"file:      {tr.attrs.get('path', '')}".rstrip(),
+        f"status:    {tr.status}",
+        f"flow:      {tr.attrs.get('flow', '?')}",
+        f"grid:      {g.dim}D, cells {list(g.cells)}, box {list(g.lower)} .. {list(g.upper)}, {g.boundary}",
+    ]
+    if len(tr.time):
+        lines += [
+            f"frames:    {len(tr.time)}, t = {tr.time[0]:g} .. {tr.time[-1]:g}",
+            f"lambda:    {tr.lambda_[-1]:.6g} at the last frame",
+            f"KL:        {tr.kl[0]:.6g} -> {tr.kl[-1]:.6g} (KL(rho_t || pi) at first and last frame)",
+            f"mass:      {tr.mass[-1]:.15g}",
+        ]
+    else:
+        lines.append("frames:    none written")
+    if tr.attrs.get("warnings"):
+        lines.append(f"warnings:  {tr.attrs['warnings']}")
+    return "\n".join(line for line in lines if not line.endswith(":"))
+
+
+def _cmd_plot(args) -> int:
+    from pathlib import Path
+
+    from gridflow.plot import plot_trajectory
+    from gridflow.trajectory import open_trajectory
+
+    tr = open_trajectory(args.file)
+    out = Path(args.output) if args.output else Path(args.file).with_suffix(".png")
+    plot_trajectory(tr, out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 numerical failure, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot}
+    try:
+        return handlers[args.verb](args)
+    except GridflowError as exc:
+        if args.debug:
+            traceback.print_exc()
+        kind = "error" if isinstance(exc, InputError) else "numerical failure"
+        print(f"gridflow: {kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gridflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly
+        if args.debug:
+            traceback.print_exc()
+        print(f"gridflow: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
+              f"and please report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,182 @@
+r"""Tempering schedules lambda(t) for the geometric path pi_lambda ∝ pi_0^(1-lambda) pi^lambda.
+
+Explicit schedules are functions of time.  Besides ``value(t)`` each gives the
+exponentially weighted integral the exact Fisher–Rao step needs (NUMERICS §4),
+
+.. math::  w(t, \Delta t; b) = \int_0^{\Delta t} b\, e^{-b(\Delta t - s)} \lambda(t + s)\, ds,
+
+in closed form.  Adaptive schedules (NUMERICS §6) are driven by the current density and
+are integrated as an ODE by the stepper; they only provide the rate ``d lambda / dt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _exp_window(b: float, s0: float, s1: float, dt: float) -> tuple[float, float]:
+    """Return ``(I0, I1)`` with I0 = ∫_{s0}^{s1} b e^{-b(dt-s)} ds, I1 = ∫_{s0}^{s1} b e^{-b(dt-s)} (s-s0) ds."""
+    width = s1 - s0
+    if b == 0.0:
+        return 0.0, 0.0
+    e1 = np.exp(-b * (dt - s1))
+    em = np.expm1(-b * width)  # e^{-b width} - 1, accurate for small widths
+    i0 = -e1 * em
+    i1 = e1 * (width + em / b)
+    return float(i0), float(i1)
+
+
+class Schedule:
+    """Base class: an explicit schedule lambda(t) in [0, 1]."""
+
+    #: Times where lambda(t) is not smooth (steps should not straddle them for accuracy).
+    breakpoints: tuple[float, ...] = ()
+    adaptive = False
+
+    def value(self, t: float) -> float:
+        raise NotImplementedError
+
+    def fr_weight(self, t: float, dt: float, b: float) -> float:
+        """∫_0^dt b e^{-b(dt-s)} lambda(t+s) ds, exactly."""
+        raise NotImplementedError
+
+    def is_fixed_after(self, t: float) -> bool:
+        """True when lambda is constant on [t, ∞) (the target no longer moves)."""
+        return False
+
+
+@dataclass(frozen=True)
+class Untempered(Schedule):
+    """lambda = 1 at all times: the plain flow towards pi."""
+
+    def value(self, t: float) -> float:
+        return 1.0
+
+    def fr_weight(self, t: float, dt: float, b: float) -> float:
+        return float(-np.expm1(-b * dt))
+
+    def is_fixed_after(self, t: float) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear(Schedule):
+    """lambda interpolates ``values`` at ``times`` linearly; held constant outside.
+
+    Covers the ``constant`` (one knot), ``linear`` (knots (0, 0) and (duration, 1))
+    and ``table`` schedule kinds.
+    """
+
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+    breakpoints: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "breakpoints", tuple(float(t) for t in self.times))
+
+    def value(self, t: float) -> float:
+        return float(np.interp(t, self.times, self.values))
+
+    def fr_weight(self, t: float, dt: float, b: float) -> float:
+        knots = [0.0] + [tk - t for tk in self.times if 0.0 < tk - t < dt] + [dt]
+        total = 0.0
+        for s0, s1 in zip(knots[:-1], knots[1:]):
+            lam0 = self.value(t + s0)
+            slope = (self.value(t + s1) - lam0) / (s1 - s0) if s1 > s0 else 0.0
+            i0, i1 = _exp_window(b, s0, s1, dt)
+            total += lam0 * i0 + slope * i1
+        return total
+
+    def is_fixed_after(self, t: float) -> bool:
+        return t >= self.times[-1]
+
+
+@dataclass(frozen=True)
+class Exponential(Schedule):
+    """lambda(t) = 1 - exp(-rate t)."""
+
+    rate: float
+
+    def value(self, t: float) -> float:
+        return float(-np.expm1(-self.rate * t))
+
+    def fr_weight(self, t: float, dt: float, b: float) -> float:
+        # ∫ b e^{-b(dt-s)} (1 - e^{-r(t+s)}) ds = (1 - e^{-b dt}) - b e^{-rt - b dt} ∫_0^dt e^{(b-r)s} ds
+        c = b - self.rate
+        inner = dt if c == 0.0 else float(np.expm1(c * dt) / c)
+        return float(-np.expm1(-b * dt) - b * np.exp(-self.rate * t - b * dt) * inner)
+
+
+ADAPTIVE_RULES = ("ess", "constant-rate", "gradient-flow")
+
+
+@dataclass(frozen=True)
+class Adaptive(Schedule):
+    """lambda driven by the current density (NUMERICS §6), lambda(0) = 0, capped at 1.
+
+    ``rule`` gives d lambda/dt from the variance ``v`` of T = log pi - log pi_0:
+    ``ess``: v^{-1/2}; ``constant-rate``: 1/((1-lambda) v); ``gradient-flow``: (1-lambda) v;
+    each multiplied by ``scale``.  ``variance="path"`` takes v under pi_lambda (exact on
+    the grid), ``"density"`` under rho_t (what particles estimate).  ``correction`` adds
+    E_rho T - E_{pi_lambda} T (the deterministic variant).
+    """
+
+    rule: str
+    variance: str = "path"
+    scale: float = 1.0
+    correction: bool = False
+    adaptive = True
+
+    def rate(self, lam: float, *, var: float, mean_gap: float = 0.0) -> float:
+        """d lambda/dt at ``lam`` given Var(T) and E_rho T - E_{pi_lambda} T."""
+        if lam >= 1.0:
+            return 0.0
+        var = max(var, 1e-300)
+        if self.rule == "ess":
+            r = var**-0.5
+        elif self.rule == "constant-rate":
+            r = 1.0 / ((1.0 - lam) * var)
+        else:
+            r = (1.0 - lam) * var
+        r *= self.scale
+        if self.correction:
+            r += mean_gap
+        return max(float(r), 0.0)
+
+    def value(self, t: float) -> float:  # pragma: no cover - adaptive lambda lives in the stepper
+        raise TypeError("an adaptive schedule has no a-priori value; the stepper integrates it")
+
+    def fr_weight(self, t: float, dt: float, b: float) -> float:  # pragma: no cover
+        raise TypeError("an adaptive schedule is integrated by the stepper")
+
+
+def linear_ramp(lam0: float, lam1: float, dt: float) -> PiecewiseLinear:
+    """The schedule that goes linearly from lam0 at t=0 to lam1 at t=dt (used inside a step)."""
+    return PiecewiseLinear(times=(0.0, dt), values=(lam0, lam1))
+
+
+def schedule_from_table(table: Mapping | None) -> Schedule:
+    """Build a schedule from a resolved ``[tempering] schedule`` table (None: untempered)."""
+    if table is None:
+        return Untempered()
+    kind = table["kind"]
+    if kind == "constant":
+        return PiecewiseLinear(times=(0.0,), values=(float(table["value"]),))
+    if kind == "linear":
+        return PiecewiseLinear(times=(0.0, float(table["duration"])), values=(0.0, 1.0))
+    if kind == "exponential":
+        return Exponential(rate=float(table["rate"]))
+    if kind == "table":
+        return PiecewiseLinear(times=tuple(map(float, table["times"])), values=tuple(map(float, table["values"])))
+    if kind == "adaptive":
+        return Adaptive(
+            rule=table["rule"],
+            variance=table.get("variance", "path"),
+            scale=float(table.get("scale", 1.0)),
+            correction=bool(table.get("correction", False)),
+        )
+    raise ValueError(f"unknown schedule kind {kind!r}")
+

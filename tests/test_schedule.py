@@ -1,0 +1,48 @@
+"""Tempering schedules: values and the exact exponentially weighted integral of the FR step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from gridflow.schedule import Adaptive, Untempered, schedule_from_table
+
+TABLES = [
+    None,
+    {"kind": "constant", "value": 0.3},
+    {"kind": "linear", "duration": 2.0},
+    {"kind": "exponential", "rate": 0.7},
+    {"kind": "exponential", "rate": 1.5},        # rate == reaction below: the degenerate closed form
+    {"kind": "table", "times": [0.0, 0.5, 1.2, 3.0], "values": [0.0, 0.6, 0.4, 1.0]},
+]
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("t,dt", [(0.0, 0.1), (0.3, 1.0), (1.0, 0.25), (0.4, 7.0), (5.0, 1e-6)])
+@pytest.mark.parametrize("b", [0.2, 1.5])
+def test_fr_weight_matches_quadrature(table, t, dt, b):
+    sched = schedule_from_table(table)
+    points = [p - t for p in sched.breakpoints if 0 < p - t < dt] or None
+    exact, _ = quad(lambda s: b * np.exp(-b * (dt - s)) * sched.value(t + s), 0.0, dt, points=points,
+                    epsabs=1e-15, epsrel=1e-13, limit=200)
+    assert sched.fr_weight(t, dt, b) == pytest.approx(exact, rel=1e-11, abs=1e-16)
+
+
+def test_values():
+    assert Untempered().value(3.0) == 1.0
+    lin = schedule_from_table({"kind": "linear", "duration": 4.0})
+    assert [lin.value(t) for t in (0.0, 1.0, 4.0, 9.0)] == [0.0, 0.25, 1.0, 1.0]
+    assert lin.breakpoints == (0.0, 4.0) and lin.is_fixed_after(4.0) and not lin.is_fixed_after(3.9)
+    ex = schedule_from_table({"kind": "exponential", "rate": 0.5})
+    assert ex.value(2.0) == pytest.approx(1 - np.exp(-1.0), rel=1e-15)
+    tab = schedule_from_table({"kind": "table", "times": [1.0, 2.0], "values": [0.2, 0.8]})
+    assert [tab.value(t) for t in (0.0, 1.5, 5.0)] == pytest.approx([0.2, 0.5, 0.8])
+
+
+def test_adaptive_rates():
+    for rule, expected in (("ess", 4.0 ** -0.5), ("constant-rate", 1 / (0.75 * 4.0)), ("gradient-flow", 0.75 * 4.0)):
+        s = Adaptive(rule=rule)
+        assert s.rate(0.25, var=4.0) == pytest.approx(expected)
+        assert s.rate(1.0, var=4.0) == 0.0
+    assert Adaptive(rule="ess", scale=2.0, correction=True).rate(0.0, var=4.0, mean_gap=0.5) == pytest.approx(1.5)
