@@ -24,8 +24,12 @@ def _tempered(tr, lam: float) -> np.ndarray:
 
 def _diagnostics(axes, tr) -> None:
     ax_kl, ax_lam = axes
-    ax_kl.semilogy(tr.time, np.maximum(tr.kl, 1e-300), label=r"KL($\rho_t\,\|\,\pi$)")
-    ax_kl.semilogy(tr.time, np.maximum(tr.kl_tempered, 1e-300), "--", label=r"KL($\rho_t\,\|\,\pi_{\lambda(t)}$)")
+    positive = [np.where(v > 0, v, np.nan) for v in (tr.kl, tr.kl_tempered)]   # log scale: drop exact zeros
+    ax_kl.semilogy(tr.time, positive[0], label=r"KL($\rho_t\,\|\,\pi$)")
+    ax_kl.semilogy(tr.time, positive[1], "--", label=r"KL($\rho_t\,\|\,\pi_{\lambda(t)}$)")
+    top = np.nanmax(np.concatenate(positive)) if np.isfinite(np.concatenate(positive)).any() else 1.0
+    bottom = np.nanmin(np.concatenate(positive)) if np.isfinite(np.concatenate(positive)).any() else 1e-16
+    ax_kl.set_ylim(max(bottom, top * 1e-14) / 2, top * 2)
     ax_kl.set_xlabel("t")
     ax_kl.set_ylabel("KL divergence")
     ax_kl.legend(fontsize=8)

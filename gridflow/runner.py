@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
-
-from gridflow.errors import InputError
 from gridflow.problem import Problem
-from gridflow.solver import Frame, save_times, simulate
+from gridflow.solver import Frame, save_times, simulate, simulate_path
 from gridflow.stepper import SCHEME
 
 
-def _problem(case: Mapping) -> Problem:
-    problem = Problem.from_case(case)
+def _frames(problem: Problem, time_table: Mapping, *, on_step=None) -> Iterator[Frame]:
+    times = save_times(time_table)
     if problem.flow == "path":
-        raise InputError(
-            "The `path` flow is not available in this version of gridflow yet; choose flow.kind = "
-            "\"fokker-planck\", \"fisher-rao\" or \"wfr\"."
-        )
-    return problem
+        return simulate_path(problem, times=times)
+    return simulate(problem, times=times, tolerance=float(time_table.get("tolerance", 1e-7)),
+                    max_step=time_table.get("max_step"), initial_step=time_table.get("initial_step"),
+                    on_step=on_step)
 
 
 def solve(case: Mapping) -> list[Frame]:
     """Solve a resolved case in memory and return its frames (no file is written)."""
-    t = case["time"]
-    problem = _problem(case)
-    return list(simulate(problem, times=save_times(t), tolerance=t.get("tolerance", 1e-7),
-                         max_step=t.get("max_step"), initial_step=t.get("initial_step")))
+    return list(_frames(Problem.from_case(case), case["time"]))
 
 
 def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: bool = False) -> Path:
@@ -43,9 +36,9 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     from gridflow.trajectory import TrajectoryWriter
 
     path = Path(output if output is not None else case["output"]["path"])
-    problem = _problem(case)
+    problem = Problem.from_case(case)
     t = case["time"]
-    times = save_times(t)
+    end = float(save_times(t)[-1])
     attrs = {
         "case": dumps_case(case),
         "flow": problem.flow,
@@ -59,7 +52,7 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=float(times[-1]), unit="t", unit_scale=False, desc=case.get("name", "gridflow"),
+        bar = tqdm(total=end, unit="t", unit_scale=False, desc=case.get("name", "gridflow"),
                    bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
 
     def on_step(state) -> None:
@@ -69,19 +62,22 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
 
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+    path_flow = problem.flow == "path"
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
-                          log_reference=problem.path.log_reference, attrs=attrs) as writer:
+                          log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow) as writer:
         total_steps = 0
-        for frame in simulate(problem, times=times, tolerance=float(t.get("tolerance", 1e-7)),
-                              max_step=t.get("max_step"), initial_step=t.get("initial_step"),
-                              on_step=on_step):
+        for frame in _frames(problem, t, on_step=on_step):
             d = frame.diagnostics
             total_steps += frame.steps
             writer.write_frame(time=frame.time, density=frame.density, lambda_=frame.lam, mass=d["mass"],
                                kl=d["kl"], kl_tempered=d["kl_tempered"],
                                fisher_information=d["fisher_information"], mean=d["mean"],
-                               covariance=d["covariance"],
+                               covariance=d["covariance"], velocity=frame.velocity,
+                               kinetic_energy=frame.kinetic_energy,
                                extra={"steps": float(frame.steps), "rejected_steps": float(frame.rejected)})
+            if bar is not None:
+                bar.n = frame.time
+                bar.refresh()
         writer.set_attrs(total_steps=int(total_steps))
     if bar is not None:
         bar.close()

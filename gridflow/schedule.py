@@ -43,6 +43,10 @@ class Schedule:
         """∫_0^dt b e^{-b(dt-s)} lambda(t+s) ds, exactly."""
         raise NotImplementedError
 
+    def derivative(self, t: float) -> float:
+        """d lambda/dt at t (the left derivative at a kink, the right one at t = 0)."""
+        raise NotImplementedError
+
     def is_fixed_after(self, t: float) -> bool:
         """True when lambda is constant on [t, ∞) (the target no longer moves)."""
         return False
@@ -57,6 +61,9 @@ class Untempered(Schedule):
 
     def fr_weight(self, t: float, dt: float, b: float) -> float:
         return float(-np.expm1(-b * dt))
+
+    def derivative(self, t: float) -> float:
+        return 0.0
 
     def is_fixed_after(self, t: float) -> bool:
         return True
@@ -90,6 +97,14 @@ class PiecewiseLinear(Schedule):
             total += lam0 * i0 + slope * i1
         return total
 
+    def derivative(self, t: float) -> float:
+        times, values = self.times, self.values
+        if len(times) < 2 or t > times[-1] or t < times[0]:
+            return 0.0
+        k = int(np.searchsorted(times, t, side="left"))   # segment (k-1, k) ends at or after t
+        k = min(max(k, 1), len(times) - 1)
+        return (values[k] - values[k - 1]) / (times[k] - times[k - 1])
+
     def is_fixed_after(self, t: float) -> bool:
         return t >= self.times[-1]
 
@@ -108,6 +123,9 @@ class Exponential(Schedule):
         c = b - self.rate
         inner = dt if c == 0.0 else float(np.expm1(c * dt) / c)
         return float(-np.expm1(-b * dt) - b * np.exp(-self.rate * t - b * dt) * inner)
+
+    def derivative(self, t: float) -> float:
+        return float(self.rate * np.exp(-self.rate * t))
 
 
 ADAPTIVE_RULES = ("ess", "constant-rate", "gradient-flow")

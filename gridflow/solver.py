@@ -22,6 +22,8 @@ class Frame:
     diagnostics: dict
     steps: int
     rejected: int
+    velocity: np.ndarray | None = None
+    kinetic_energy: float | None = None
 
     @property
     def density(self) -> np.ndarray:
@@ -67,3 +69,45 @@ def simulate(problem: Problem, *, times: Sequence[float], tolerance: float = 1e-
         yield Frame(state.t, state.log_rho, state.lam, diag,
                     stepper.stats.accepted - accepted, stepper.stats.rejected - rejected)
         accepted, rejected = stepper.stats.accepted, stepper.stats.rejected
+
+
+def path_lambda(problem: Problem, times: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """lambda(t) and d lambda/dt at ``times`` for the prescribed path of a ``path`` flow.
+
+    Explicit schedules are evaluated directly.  An adaptive schedule is the scalar ODE
+    d lambda/dt = g(lambda, Var_{pi_lambda} T) (on the path rho_t = pi_lambda, so both variance
+    choices coincide and the correction term vanishes), solved with rtol 1e-10.
+    """
+    sched = problem.schedule
+    times = np.asarray(times, dtype=float)
+    if not sched.adaptive:
+        return (np.array([sched.value(t) for t in times]), np.array([sched.derivative(t) for t in times]))
+    from scipy.integrate import solve_ivp
+
+    def rate(lam: float) -> float:
+        lam = min(max(lam, 0.0), 1.0)
+        _, var = problem.path.tilt_moments(problem.path.log_density(lam))
+        return sched.rate(lam, var=var)
+
+    def reached_one(t, y):
+        return y[0] - 1.0
+
+    reached_one.terminal = True
+    sol = solve_ivp(lambda t, y: [rate(y[0])], (0.0, float(times.max())), [0.0], rtol=1e-10, atol=1e-12,
+                    dense_output=True, events=reached_one)
+    t_hit = sol.t_events[0][0] if len(sol.t_events[0]) else np.inf
+    lam = np.array([1.0 if t >= t_hit else min(1.0, float(sol.sol(t)[0])) for t in times])
+    return lam, np.array([rate(v) if v < 1.0 else 0.0 for v in lam])
+
+
+def simulate_path(problem: Problem, *, times: Sequence[float]) -> Iterator[Frame]:
+    """Frames of the prescribed path rho_t = pi_{lambda(t)} with its minimal-kinetic-energy velocity."""
+    from gridflow.path_flow import path_velocity
+
+    lams, rates = path_lambda(problem, times)
+    for t, lam, rate in zip(times, lams, rates):
+        log_rho = problem.path.log_density(float(lam))
+        diag = frame_diagnostics(log_rho, problem.grid, log_target=problem.path.log_target, log_tempered=log_rho)
+        pv = path_velocity(problem.path, float(lam), float(rate))
+        yield Frame(float(t), log_rho, float(lam), diag, 0, 0, velocity=pv.velocity,
+                    kinetic_energy=pv.kinetic_energy)

@@ -46,3 +46,15 @@ def test_adaptive_rates():
         assert s.rate(0.25, var=4.0) == pytest.approx(expected)
         assert s.rate(1.0, var=4.0) == 0.0
     assert Adaptive(rule="ess", scale=2.0, correction=True).rate(0.0, var=4.0, mean_gap=0.5) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("table", TABLES[1:])
+def test_derivative_matches_finite_differences(table):
+    sched = schedule_from_table(table)
+    for t in (0.05, 0.3, 0.9, 1.7, 2.6, 4.0):
+        if any(abs(t - b) < 2e-6 for b in sched.breakpoints):
+            continue
+        fd = (sched.value(t + 1e-6) - sched.value(t - 1e-6)) / 2e-6
+        assert sched.derivative(t) == pytest.approx(fd, rel=1e-6, abs=1e-8)
+    lin = schedule_from_table({"kind": "linear", "duration": 2.0})
+    assert lin.derivative(2.0) == 0.5 and lin.derivative(0.0) == 0.5 and lin.derivative(2.5) == 0.0
