@@ -23,25 +23,35 @@ Design decisions:
   ``_Netcdf4Dimid`` (the dimension's id: time, x[, y], nv, dim, dim2 in that order); every
   variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and attribute
   creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
-* All datasets are chunked and stored with gzip (level 4), shuffle and fletcher32 checksums;
-  ``density`` and ``velocity`` hold one frame per chunk, per-frame series ~1024 frames per
-  chunk.  Growing datasets have an HDF5 fill value of NaN and grow by ``resize``.
+* Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
+  Every dataset with a ``time`` axis holds **one frame per chunk**, so a chunk is written
+  exactly once and never rewritten.  (An earlier layout packed 1024 frames of each scalar
+  series into a chunk that was rewritten at every frame; a SIGKILL can interrupt a multi-page
+  ``write`` between pages, and about one kill in a hundred and fifty left such a chunk torn,
+  failing its checksum.  A chunk that is never rewritten cannot be torn once its frame is
+  complete.)  Growing datasets have an HDF5 fill value of NaN and grow by ``resize``.
 * **Crash safety.**  A plain HDF5 file killed while writing can be corrupt (in our tests about
-  one kill in ten gave unreadable chunks), so the writer works in SWMR mode (file format of
-  HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and flushed at creation, then
-  SWMR writing starts.  Each frame writes every per-frame dataset, flushes, writes ``time``
-  and flushes again, so ``len(time)`` counts complete frames; the reader also trims every
-  series to the shortest one.  SWMR forbids new objects and attributes, so adding an
-  ``extra`` dataset, :meth:`TrajectoryWriter.set_attrs` and the final ``status`` briefly
-  reopen the file in ordinary read-write mode.  A file left by a killed writer still has its
-  "open for writing" flags set; :func:`open_trajectory` then opens it with ``swmr=True``.
-* The file is written in place under its final name (not a temporary name renamed at the
-  end): a killed run must leave its frames readable at the path the user asked for, with a
-  ``status`` other than ``complete``.
+  one kill in fifteen left chunks that failed their checksum), so the writer works in SWMR
+  mode (file format of HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and
+  flushed at creation, then SWMR writing starts.  Each frame writes every per-frame dataset,
+  flushes, writes ``time`` and flushes again, so ``len(time)`` counts complete frames; the
+  reader also trims every series to the shortest one.  SWMR forbids new objects and
+  attributes: before the first frame the file is simply rebuilt (below); after it, a new
+  ``extra`` dataset, :meth:`TrajectoryWriter.set_attrs` and the final ``status`` reopen the
+  file in ordinary read-write mode for a few milliseconds (a kill inside that window leaves a
+  file that needs ``h5clear -s``).  A file left by a killed SWMR writer still has its "open
+  for writing" flags set; :func:`open_trajectory` then opens it with ``swmr=True``.
+* The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
+  final name as soon as it is in SWMR mode (again if it is rebuilt before its first frame, to
+  add ``extra`` datasets or attributes), not at the end of the run: a killed run must leave
+  its frames readable at the path the user asked for, with a ``status`` other than
+  ``complete``.  Temporary files of killed writers are removed by the next writer of the same
+  path.
 """
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import time as _time
@@ -69,7 +79,7 @@ RESERVED_ATTRS = frozenset({"status", "gridflow_version", "created"})
 
 _LIBVER = ("v110", "v110")
 _FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
-_SERIES_CHUNK = 1024
+_SERIES_CHUNK = 1  # one frame per chunk: written once, never rewritten (see module docstring)
 _NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _REQUIRED = ("time", "x", "x_bnds", "density", "log_target", "log_reference", *FRAME_FIELDS, "mean", "covariance")
@@ -137,6 +147,20 @@ def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     return arr
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed while creating it."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2: -4]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # probe only: is that writer still alive?
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 class TrajectoryWriter:
     """Writes a trajectory frame by frame (knows nothing about the solver).
 
@@ -160,21 +184,44 @@ class TrajectoryWriter:
         root = {k: _attr_value(k, v) for k, v in attrs.items()}
         if clash := RESERVED_ATTRS & root.keys():
             raise ValueError(f"attributes {sorted(clash)} are set by the writer itself")
+        self._log_target, self._log_reference = log_target, log_reference
+        self._root = dict(root)
+        self._created = _utc_now()
         self._check_parent()
+        self._create_file()
+
+    # -- creation ---------------------------------------------------------------------------
+
+    def _create_file(self) -> None:
+        """Write a fresh file with all metadata (and no frames), in SWMR mode, at the final path.
+
+        It is created under a temporary name and renamed once in SWMR mode, so that the final
+        name never holds a file that a killed writer could leave unreadable.
+        """
+        _remove_stale_temporaries(self._path)
+        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
         try:
-            self._file = h5py.File(self._path, "w", libver=_LIBVER, track_order=True)
+            self._file = h5py.File(tmp, "w", libver=_LIBVER, track_order=True)
         except OSError as exc:
             raise self._create_error(exc) from exc
         try:
-            self._write_metadata(log_target, log_reference, root)
+            self._write_metadata()
             self._file.flush()
             self._file.swmr_mode = True
-        except BaseException:
+            os.replace(tmp, self._path)
+        except BaseException as exc:
             self._file.close()
             self._file = None
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise self._create_error(exc) from exc
             raise
 
-    # -- creation ---------------------------------------------------------------------------
+    def _recreate(self) -> None:
+        """Rebuild the file before its first frame (new extras, new attributes): no unsafe window."""
+        self._require_open().close()
+        self._file = None
+        self._create_file()
 
     def _check_parent(self) -> None:
         parent = self._path.parent
@@ -197,8 +244,7 @@ class TrajectoryWriter:
             "writable, that the file is not open in another program (HDF5 locks open files), "
             "or choose another output path (-o OUT.h5).")
 
-    def _write_metadata(self, log_target: np.ndarray, log_reference: np.ndarray,
-                        attrs: Mapping[str, AttrValue]) -> None:
+    def _write_metadata(self) -> None:
         f = self._file
         g = self._grid
         axes = ("x", "y")[: g.dim]
@@ -206,11 +252,11 @@ class TrajectoryWriter:
         self._dimid = {name: i for i, name in enumerate(names)}
 
         f.attrs["Conventions"] = "CF-1.10"
-        for key, value in attrs.items():
+        for key, value in self._root.items():
             f.attrs[key] = value
         f.attrs["boundary"] = g.boundary
         f.attrs["gridflow_version"] = __version__
-        f.attrs["created"] = _utc_now()
+        f.attrs["created"] = self._created
         f.attrs["status"] = "running"
 
         # dimension scales: coordinate variables first, then pure dimensions
@@ -226,32 +272,38 @@ class TrajectoryWriter:
 
         for k, name in enumerate(axes):
             self._create(f"{name}_bnds", (name, "nv"), data=g.bounds(k), attrs={"units": "1"})
-        self._create("log_target", axes, data=log_target)
-        self._create("log_reference", axes, data=log_reference)
+        self._create("log_target", axes, data=self._log_target)
+        self._create("log_reference", axes, data=self._log_reference)
         cell_methods = " ".join(f"{a}:" for a in axes) + " mean"
-        self._series("density", ("time", *axes), g.shape, chunk=1, attrs={"cell_methods": cell_methods})
+        self._series("density", ("time", *axes), g.shape, attrs={"cell_methods": cell_methods})
         for name in FRAME_FIELDS:
             self._series(name, ("time",), (), attrs={"units": "1"} if name == "lambda" else None)
         self._series("mean", ("time", "dim"), (g.dim,))
         self._series("covariance", ("time", "dim", "dim2"), (g.dim, g.dim))
         if self._path_flow:
-            self._series("velocity", ("time", "dim", *axes), (g.dim, *g.shape), chunk=1)
+            self._series("velocity", ("time", "dim", *axes), (g.dim, *g.shape))
             self._series("kinetic_energy", ("time",), ())
+        for name in self._extra:
+            self._extra_series(name)
+
+    def _extra_series(self, name: str) -> None:
+        self._series(name, ("time",), (), long_name=name.replace("_", " "), frames=self._frames)
 
     def _create(self, name: str, dims: tuple[str, ...], *, data: np.ndarray | None = None,
                 shape: tuple[int, ...] | None = None, maxshape: tuple[int | None, ...] | None = None,
                 chunks: tuple[int, ...] | None = None, attrs: Mapping[str, Any] | None = None,
                 scale: bool = False, long_name: str | None = None) -> h5py.Dataset:
         """Create one netCDF variable: dataset, CF attributes, dimension scales."""
+        filters = _FILTERS
         f = self._file
         if data is not None:
             data = np.asarray(data, dtype=np.float64)
             shape = data.shape
             chunks = chunks or shape
-            ds = f.create_dataset(name, data=data, chunks=chunks, track_order=True, **_FILTERS)
+            ds = f.create_dataset(name, data=data, chunks=chunks, track_order=True, **filters)
         else:
             ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
-                                  fillvalue=np.nan, track_order=True, **_FILTERS)
+                                  fillvalue=np.nan, track_order=True, **filters)
         if scale:
             ds.make_scale(name)
             ds.attrs["_Netcdf4Dimid"] = np.int32(self._dimid[name])
@@ -264,11 +316,11 @@ class TrajectoryWriter:
                 ds.dims[axis].attach_scale(f[dim])
         return ds
 
-    def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *, chunk: int = _SERIES_CHUNK,
+    def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:
-        """Create a growable dataset with the unlimited ``time`` axis first."""
+        """Create a growable dataset with the unlimited ``time`` axis first, one frame per chunk."""
         self._create(name, dims, shape=(frames, *frame_shape), maxshape=(None, *frame_shape),
-                     chunks=(chunk, *frame_shape), attrs=attrs, long_name=long_name)
+                     chunks=(_SERIES_CHUNK, *frame_shape), attrs=attrs, long_name=long_name)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -345,11 +397,14 @@ class TrajectoryWriter:
 
         new = [name for name in extra_values if name not in self._extra]
         if new:
-            with self._metadata_mode():
-                for name in new:
-                    self._series(name, ("time",), (), long_name=name.replace("_", " "), frames=self._frames)
-                self._enter_swmr()
             self._extra.extend(new)
+            if self._frames == 0:
+                self._recreate()
+            else:
+                with self._metadata_mode():
+                    for name in new:
+                        self._extra_series(name)
+                    self._enter_swmr()
             f = self._file
         for name in self._extra:
             values[name] = extra_values.get(name, np.float64(np.nan))
@@ -378,6 +433,10 @@ class TrajectoryWriter:
         if clash := RESERVED_ATTRS & values.keys():
             raise ValueError(f"attributes {sorted(clash)} are managed by the writer (use close(status=...))")
         if not values:
+            return
+        self._root.update(values)
+        if self._frames == 0:
+            self._recreate()
             return
         with self._metadata_mode() as f:
             for key, value in values.items():
@@ -515,11 +574,16 @@ def _open_h5(path: Path) -> tuple[h5py.File, bool]:
         raise _fail(path, "is not an HDF5 file (no HDF5 signature), so it is not a gridflow trajectory",
                     "Pass a file written by `gridflow run`")
     errors = []
+    # A plain open first: it checks the file's length and so detects truncation.  Only a file
+    # whose "open for writing" flags are set (a live or killed SWMR writer) is opened with
+    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file).
     for swmr in (False, True):
         try:
             return h5py.File(path, "r", swmr=swmr), swmr
         except OSError as exc:
             errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            if "already open for write" not in errors[0]:
+                break
     text = " / ".join(errors)
     if "truncated" in text:
         raise _fail(path, f"the HDF5 file is truncated ({errors[0]})",
