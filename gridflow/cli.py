@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from gridflow._version import __version__
 from gridflow.errors import GridflowError, InputError
+
+_default_format_warning = warnings.formatwarning
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a case key, VALUE in TOML syntax (repeatable), e.g. --set grid.cells=[4096]")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run of the same case from the last frame of its file")
 
     info = sub.add_parser("info", help="summarise a trajectory file")
     info.add_argument("file", help="trajectory file (.h5)")
@@ -47,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="plot density snapshots and diagnostics")
     plot.add_argument("file", help="trajectory file (.h5)")
     plot.add_argument("-o", "--output", help="figure file (default: next to the trajectory, .png)")
+    plot.add_argument("--animate", metavar="OUT.gif", help="also render the evolution as an animated GIF")
     return p
 
 
@@ -56,8 +62,19 @@ def _cmd_run(args) -> int:
 
     case = load_case(args.case, overrides=args.overrides)
     progress = not args.quiet and sys.stderr.isatty()
-    path = run(case, output=args.output, progress=progress)
-    print(f"wrote {path}", file=sys.stderr)
+    done_before = False
+    if args.resume:
+        from pathlib import Path
+
+        from gridflow.trajectory import open_trajectory
+
+        target = Path(args.output if args.output is not None else case["output"]["path"])
+        done_before = target.exists() and open_trajectory(target).status == "complete"
+    path = run(case, output=args.output, progress=progress, resume=args.resume)
+    if done_before:
+        print(f"{path} is already complete: nothing to resume", file=sys.stderr)
+    else:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -135,19 +152,44 @@ def _cmd_compare(args) -> int:
 def _cmd_plot(args) -> int:
     from pathlib import Path
 
-    from gridflow.plot import plot_trajectory
+    from gridflow.plot import animate_trajectory, plot_trajectory
     from gridflow.trajectory import open_trajectory
 
     tr = open_trajectory(args.file)
     out = Path(args.output) if args.output else Path(args.file).with_suffix(".png")
-    plot_trajectory(tr, out)
+    if args.animate and not args.animate.lower().endswith(".gif"):
+        raise InputError(f"The animation file {args.animate!r} must end in .gif (it is written as an animated GIF).")
+    try:
+        plot_trajectory(tr, out)
+    except OSError as exc:
+        raise InputError(f"Cannot write the figure {out} ({exc}); choose a writable path with -o.") from exc
     print(f"wrote {out}", file=sys.stderr)
+    if args.animate:
+        frames = animate_trajectory(tr, args.animate)
+        print(f"wrote {args.animate} ({frames} frames)", file=sys.stderr)
     return 0
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """gridflow's own warnings as one line, without the source line that raised them."""
+    from gridflow.errors import BoundaryMassWarning
+
+    if issubclass(category, BoundaryMassWarning):
+        return f"gridflow: warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 numerical failure, 2 bad input)."""
     args = _parser().parse_args(argv)
+    warnings.formatwarning = _format_warning  # printing only: recorded warnings are unaffected
+    try:
+        return _dispatch(args)
+    finally:
+        warnings.formatwarning = _default_format_warning
+
+
+def _dispatch(args) -> int:
     handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot, "sample": _cmd_sample,
                 "compare": _cmd_compare}
     try:

@@ -22,16 +22,34 @@ def _tempered(tr, lam: float) -> np.ndarray:
     return np.exp(normalise(log, tr.grid))
 
 
+def _case_name(tr) -> str:
+    """``"NAME: "`` from the case stored in the file, or ``""``."""
+    import tomllib
+
+    try:
+        name = tomllib.loads(str(tr.attrs.get("case", ""))).get("name", "")
+    except tomllib.TOMLDecodeError:
+        return ""
+    return f"{name}: " if name else ""
+
+
 def _diagnostics(axes, tr) -> None:
     ax_kl, ax_lam = axes
     positive = [np.where(v > 0, v, np.nan) for v in (tr.kl, tr.kl_tempered)]   # log scale: drop exact zeros
     ax_kl.semilogy(tr.time, positive[0], label=r"KL($\rho_t\,\|\,\pi$)")
     ax_kl.semilogy(tr.time, positive[1], "--", label=r"KL($\rho_t\,\|\,\pi_{\lambda(t)}$)")
-    top = np.nanmax(np.concatenate(positive)) if np.isfinite(np.concatenate(positive)).any() else 1.0
-    bottom = np.nanmin(np.concatenate(positive)) if np.isfinite(np.concatenate(positive)).any() else 1e-16
+    label = "KL divergence"
+    if tr.kinetic_energy is not None:  # path flow: the action of the prescribed curve
+        energy = np.where(tr.kinetic_energy > 0, tr.kinetic_energy, np.nan)
+        ax_kl.semilogy(tr.time, energy, color="C4", label=r"kinetic energy $\|v_t\|^2_{L^2(\rho_t)}$")
+        positive.append(energy)
+        label = "KL divergence, kinetic energy"
+    values = np.concatenate(positive)
+    top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+    bottom = np.nanmin(values) if np.isfinite(values).any() else 1e-16
     ax_kl.set_ylim(max(bottom, top * 1e-14) / 2, top * 2)
     ax_kl.set_xlabel("t")
-    ax_kl.set_ylabel("KL divergence")
+    ax_kl.set_ylabel(label)
     ax_kl.legend(fontsize=8)
     ax_kl.grid(alpha=0.3)
     ax_lam.plot(tr.time, tr.lambda_, color="C2", label=r"$\lambda(t)$")
@@ -49,7 +67,7 @@ def plot_trajectory(tr, path: str | os.PathLike, *, snapshots: int = 6) -> None:
     """Write a figure of ``tr`` (a :class:`~gridflow.trajectory.Trajectory`) to ``path``."""
     n = len(tr.time)
     idx = _snapshot_indices(n, snapshots) if n else []
-    title = f"{tr.attrs.get('flow', '')} flow — status {tr.status}"
+    title = f"{_case_name(tr)}{tr.attrs.get('flow', '')} flow — status {tr.status}"
     if tr.dim == 1:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2, 1, 1]})
         ax = axes[0]
@@ -87,3 +105,67 @@ def plot_trajectory(tr, path: str | os.PathLike, *, snapshots: int = 6) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def animate_trajectory(tr, path: str | os.PathLike, *, fps: int = 12, max_frames: int = 120) -> int:
+    """Render the evolution of ``tr`` as an animated GIF at ``path``; returns the frame count.
+
+    1D: the density with the target and the current tempered target pi_lambda(t).  2D: a heat
+    map of the density with a fixed colour scale.  At most ``max_frames`` evenly spaced saved
+    frames are drawn.
+    """
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    from gridflow.errors import InputError
+
+    path = os.fspath(path)
+    if not path.lower().endswith(".gif"):
+        raise InputError(f"The animation file {path!r} must end in .gif (it is written as an animated GIF).")
+    n = len(tr.time)
+    if n == 0:
+        raise InputError(f"{tr.path or 'The trajectory'} holds no frames: nothing to animate.")
+    idx = _snapshot_indices(n, max_frames)
+    flow = tr.attrs.get("flow", "")
+    if tr.dim == 1:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        top = float(max(np.max(tr.density[idx]), np.exp(tr.log_target).max())) * 1.08
+        ax.plot(tr.x, np.exp(tr.log_target), "k--", lw=1.2, label=r"target $\pi$")
+        (tempered,) = ax.plot(tr.x, _tempered(tr, float(tr.lambda_[0])), ":", color="gray", lw=1.2,
+                              label=r"$\pi_{\lambda(t)}$")
+        (line,) = ax.plot(tr.x, tr.density[0], color="C0", lw=1.6, label=r"$\rho_t$")
+        ax.set_ylim(0, top)
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+
+        def draw(i: int):
+            line.set_ydata(tr.density[i])
+            tempered.set_ydata(_tempered(tr, float(tr.lambda_[i])))
+            ax.set_title(f"{flow} flow: t = {tr.time[i]:.3g}, λ = {tr.lambda_[i]:.3g}, KL = {tr.kl[i]:.3g}")
+            return line, tempered
+    else:
+        fig, ax = plt.subplots(figsize=(5.6, 4.8))
+        extent = [tr.grid.lower[0], tr.grid.upper[0], tr.grid.lower[1], tr.grid.upper[1]]
+        image = ax.imshow(tr.density[0].T, origin="lower", extent=extent, aspect="auto", cmap="magma",
+                          vmin=0.0, vmax=float(np.max(tr.density[idx])))
+        fig.colorbar(image, ax=ax, label="density")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+
+        def draw(i: int):
+            image.set_data(tr.density[i].T)
+            ax.set_title(f"{flow} flow: t = {tr.time[i]:.3g}, λ = {tr.lambda_[i]:.3g}, KL = {tr.kl[i]:.3g}",
+                         fontsize=9)
+            return (image,)
+
+    draw(idx[0])  # the title takes its place before the layout is fixed
+    fig.tight_layout()
+    animation = FuncAnimation(fig, draw, frames=idx, blit=False)
+    try:
+        animation.save(path, writer=PillowWriter(fps=fps), dpi=80)
+    except OSError as exc:
+        raise InputError(f"Cannot write the animation {path} ({exc}); choose a writable path.") from exc
+    finally:
+        plt.close(fig)
+    return len(idx)

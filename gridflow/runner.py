@@ -5,19 +5,75 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from gridflow.errors import InputError
 from gridflow.problem import Problem
 from gridflow.solver import Frame, save_times, simulate, simulate_path
-from gridflow.stepper import SCHEME
+from gridflow.stepper import SCHEME, State
 
 
-def _frames(problem: Problem, time_table: Mapping, *, on_step=None) -> Iterator[Frame]:
-    times = save_times(time_table)
+def _frames(problem: Problem, time_table: Mapping, *, on_step=None, times=None,
+            state: State | None = None) -> Iterator[Frame]:
+    times = save_times(time_table) if times is None else times
     if problem.flow == "path":
         return simulate_path(problem, times=times)
     return simulate(problem, times=times, tolerance=float(time_table.get("tolerance", 1e-7)),
                     max_step=time_table.get("max_step"), initial_step=time_table.get("initial_step"),
-                    on_step=on_step)
+                    state=state, on_step=on_step)
+
+
+def _flatten(table: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _case_differences(old_text: str, case: Mapping) -> list[str]:
+    """Dotted keys whose values differ between a stored case (TOML text) and ``case``."""
+    import tomllib
+
+    from gridflow.case import dumps_case
+
+    old = _flatten(tomllib.loads(old_text))
+    new = _flatten(tomllib.loads(dumps_case(case)))
+    return sorted(k for k in old.keys() | new.keys() if k != "output.path" and old.get(k) != new.get(k))
+
+
+def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
+    """Frames of the interrupted trajectory ``old`` and the state to continue from.
+
+    ``None`` when the file holds no frames.  The state is rebuilt from the last saved frame:
+    t, lambda and log of the cell densities (cells whose density underflowed to 0, i.e. below
+    1e-308, restart at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
+    """
+    diff = _case_differences(str(old.attrs.get("case", "")), case)
+    if diff:
+        raise InputError(
+            f"Cannot resume {old.path}: it was written by a different case (differing keys: {', '.join(diff)}). "
+            "Resume with the same case file and --set options, or run without --resume to start afresh.")
+    if not len(old.time):
+        return None
+    frames = []
+    for k in range(len(old.time)):
+        frame = dict(time=float(old.time[k]), density=old.density[k], lambda_=float(old.lambda_[k]),
+                     mass=float(old.mass[k]), kl=float(old.kl[k]), kl_tempered=float(old.kl_tempered[k]),
+                     fisher_information=float(old.fisher_information[k]), mean=old.mean[k],
+                     covariance=old.covariance[k],
+                     extra={name: float(v[k]) for name, v in old.extra.items() if np.isfinite(v[k])})
+        if old.velocity is not None:
+            frame.update(velocity=old.velocity[k], kinetic_energy=float(old.kinetic_energy[k]))
+        frames.append(frame)
+    tiny = np.finfo(float).tiny
+    state = State(float(old.time[-1]), np.log(np.maximum(old.density[-1], tiny)), float(old.lambda_[-1]))
+    return frames, state
 
 
 def solve(case: Mapping) -> list[Frame]:
@@ -25,20 +81,40 @@ def solve(case: Mapping) -> list[Frame]:
     return list(_frames(Problem.from_case(case), case["time"]))
 
 
-def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: bool = False) -> Path:
+def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: bool = False,
+        resume: bool = False) -> Path:
     """Solve a resolved case and write its trajectory file; return the file's path.
 
     ``output`` overrides ``[output] path``.  With ``progress`` a progress bar (tqdm) is shown
     on stderr.  The file's ``status`` is ``complete`` on success, ``failed`` or
     ``interrupted`` otherwise (frames written so far stay readable).
+
+    With ``resume``, an interrupted file at the output path (status other than ``complete``,
+    written by the same case) is continued from its last frame: its frames are kept and the
+    integration restarts from the saved density, time and lambda, so the result agrees with an
+    uninterrupted run to the run's tolerance.  A complete file is left untouched; a missing
+    file or one without frames is computed from the start.
     """
     from gridflow.case import dumps_case
-    from gridflow.trajectory import TrajectoryWriter
+    from gridflow.trajectory import TrajectoryWriter, open_trajectory
 
     path = Path(output if output is not None else case["output"]["path"])
     problem = Problem.from_case(case)
     t = case["time"]
-    end = float(save_times(t)[-1])
+    all_times = save_times(t)
+    end = float(all_times[-1])
+    old_frames: list[dict] = []
+    state = None
+    if resume and path.exists():
+        old = open_trajectory(path)
+        point = _resume_point(old, case)  # checks that the same case wrote it
+        if old.status == "complete":
+            return path
+        if point is not None:
+            old_frames, state = point
+    times = all_times
+    if state is not None:
+        times = all_times[all_times > state.t * (1 + 1e-12) + 1e-300]
     attrs = {
         "case": dumps_case(case),
         "flow": problem.flow,
@@ -48,6 +124,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     }
     if problem.warnings:
         attrs["warnings"] = "; ".join(problem.warnings)
+    if state is not None:
+        attrs["resumed_at"] = float(state.t)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -64,9 +142,10 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
         path.parent.mkdir(parents=True, exist_ok=True)
     path_flow = problem.flow == "path"
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
-                          log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow) as writer:
-        total_steps = 0
-        for frame in _frames(problem, t, on_step=on_step):
+                          log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
+                          frames=old_frames) as writer:
+        total_steps = sum(int(f["extra"].get("steps", 0)) for f in old_frames)
+        for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
             total_steps += frame.steps
             writer.write_frame(time=frame.time, density=frame.density, lambda_=frame.lam, mass=d["mass"],

@@ -55,7 +55,7 @@ import glob
 import math
 import os
 import time as _time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -161,6 +161,50 @@ def _remove_stale_temporaries(path: Path) -> None:
             pass
 
 
+# -- netCDF4 helpers (shared with gridflow.particles) ----------------------------------------
+
+
+def create_dimension(f: h5py.File, name: str, size: int, dimid: Mapping[str, int]) -> h5py.Dataset:
+    """Create a pure netCDF dimension ``name`` of length ``size`` (no coordinate variable).
+
+    As netCDF-C does it: an empty ``float32`` dataset made a dimension scale whose ``NAME`` says
+    it is not a variable, with the dimension id ``dimid[name]`` in ``_Netcdf4Dimid``.
+    """
+    ds = f.create_dataset(name, shape=(size,), dtype=">f4", track_order=True)
+    ds.make_scale(f"{_NOT_A_VARIABLE}{size:10d}")
+    ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
+    return ds
+
+
+def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
+                    long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
+                    maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                    attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
+    """Create one netCDF4 variable in ``f``: a float64 dataset (gzip + shuffle + fletcher32), its
+    ``long_name`` and further CF ``attrs``, ``_Netcdf4Coordinates`` (ids from ``dimid``) and its
+    dimension scales.  ``scale=True`` makes it the coordinate variable of dimension ``name``
+    (``_Netcdf4Dimid``); otherwise the scales of ``dims`` (created before) are attached.  Without
+    ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN).
+    """
+    if data is not None:
+        data = np.asarray(data, dtype=np.float64)
+        ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **_FILTERS)
+    else:
+        ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
+                              fillvalue=np.nan, track_order=True, **_FILTERS)
+    if scale:
+        ds.make_scale(name)
+        ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
+    ds.attrs["_Netcdf4Coordinates"] = np.array([dimid[d] for d in dims], dtype=np.int32)
+    ds.attrs["long_name"] = long_name
+    for key, value in (attrs or {}).items():
+        ds.attrs[key] = value
+    if not scale:
+        for axis, dim in enumerate(dims):
+            ds.dims[axis].attach_scale(f[dim])
+    return ds
+
+
 class TrajectoryWriter:
     """Writes a trajectory frame by frame (knows nothing about the solver).
 
@@ -168,10 +212,15 @@ class TrajectoryWriter:
     ``status = "running"``) is written and flushed when the writer is created; every
     :meth:`write_frame` appends one frame and flushes.  Use as a context manager: on leaving it
     the status becomes ``complete``, ``interrupted`` (KeyboardInterrupt) or ``failed``.
+
+    ``frames`` (keyword arguments of :meth:`write_frame`, one mapping per frame) are written
+    into the new file before it takes the final name: a resumed run copies the frames of the
+    interrupted file this way, so no moment exists at which the path holds fewer frames.
     """
 
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
-                 log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False) -> None:
+                 log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
+                 frames: Sequence[Mapping[str, Any]] = ()) -> None:
         self._path = Path(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
@@ -187,6 +236,9 @@ class TrajectoryWriter:
         self._log_target, self._log_reference = log_target, log_reference
         self._root = dict(root)
         self._created = _utc_now()
+        self._initial_frames = list(frames)
+        for frame in self._initial_frames:
+            self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
         self._check_parent()
         self._create_file()
 
@@ -208,6 +260,9 @@ class TrajectoryWriter:
             self._write_metadata()
             self._file.flush()
             self._file.swmr_mode = True
+            initial, self._initial_frames = self._initial_frames, []
+            for frame in initial:
+                self.write_frame(**frame)
             os.replace(tmp, self._path)
         except BaseException as exc:
             self._file.close()
@@ -266,9 +321,7 @@ class TrajectoryWriter:
             self._create(name, (name,), data=g.axes[k], attrs={"units": "1", "bounds": f"{name}_bnds",
                                                                 "axis": name.upper()}, scale=True)
         for name, size in (("nv", 2), ("dim", g.dim), ("dim2", g.dim)):
-            ds = f.create_dataset(name, shape=(size,), dtype=">f4", track_order=True)
-            ds.make_scale(f"{_NOT_A_VARIABLE}{size:10d}")
-            ds.attrs["_Netcdf4Dimid"] = np.int32(self._dimid[name])
+            create_dimension(f, name, size, self._dimid)
 
         for k, name in enumerate(axes):
             self._create(f"{name}_bnds", (name, "nv"), data=g.bounds(k), attrs={"units": "1"})
@@ -294,27 +347,8 @@ class TrajectoryWriter:
                 chunks: tuple[int, ...] | None = None, attrs: Mapping[str, Any] | None = None,
                 scale: bool = False, long_name: str | None = None) -> h5py.Dataset:
         """Create one netCDF variable: dataset, CF attributes, dimension scales."""
-        filters = _FILTERS
-        f = self._file
-        if data is not None:
-            data = np.asarray(data, dtype=np.float64)
-            shape = data.shape
-            chunks = chunks or shape
-            ds = f.create_dataset(name, data=data, chunks=chunks, track_order=True, **filters)
-        else:
-            ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
-                                  fillvalue=np.nan, track_order=True, **filters)
-        if scale:
-            ds.make_scale(name)
-            ds.attrs["_Netcdf4Dimid"] = np.int32(self._dimid[name])
-        ds.attrs["_Netcdf4Coordinates"] = np.array([self._dimid[d] for d in dims], dtype=np.int32)
-        ds.attrs["long_name"] = long_name or _LONG_NAMES[name]
-        for key, value in (attrs or {}).items():
-            ds.attrs[key] = value
-        if not scale:
-            for axis, dim in enumerate(dims):
-                ds.dims[axis].attach_scale(f[dim])
-        return ds
+        return create_variable(self._file, name, dims, self._dimid, data=data, shape=shape, maxshape=maxshape,
+                               chunks=chunks, attrs=attrs, scale=scale, long_name=long_name or _LONG_NAMES[name])
 
     def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:

@@ -57,8 +57,13 @@ def test_run_info_plot_sample_compare(tmp_path, good_run, capsys):
     text = capsys.readouterr().out
     assert "status:    complete" in text and "frames:    5" in text
     fig = tmp_path / "fig.png"
-    assert main(["plot", str(good_run), "-o", str(fig)]) == 0
+    gif = tmp_path / "evolution.gif"
+    assert main(["plot", str(good_run), "-o", str(fig), "--animate", str(gif)]) == 0
     assert fig.stat().st_size > 10_000
+    from PIL import Image  # a matplotlib dependency
+
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 5  # one per saved frame
     samples = tmp_path / "s.npz"
     assert main(["sample", str(good_run), "--time", "1.0", "-n", "500", "--seed", "3", "-o", str(samples)]) == 0
     capsys.readouterr()
@@ -150,6 +155,15 @@ def test_bad_trajectory_files(tmp_path, good_run, capsys, content):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "gridflow: error:" in err and "Traceback" not in err
+
+
+def test_bad_figure_paths(tmp_path, good_run, capsys):
+    for argv in (["plot", str(good_run), "-o", str(tmp_path / "f.png"), "--animate", str(tmp_path / "a.mp4")],
+                 ["plot", str(good_run), "-o", str(tmp_path / "no" / "dir" / "f.png")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "gridflow: error:" in err and "Traceback" not in err
+        assert ".gif" in err or "writable" in err
 
 
 def test_samples_of_the_wrong_dimension(tmp_path, good_run, capsys):

@@ -1,0 +1,133 @@
+"""`run` with --resume: an interrupted run continued from its file ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridflow.case import dumps_case, load_case
+from gridflow.cli import main
+from gridflow.errors import InputError
+from gridflow.runner import run
+from gridflow.trajectory import TrajectoryWriter, open_trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT / "cases" / "quickstart.toml"
+TOL = 1e-7
+
+
+def _case(cells: int = 400, **extra_overrides: str):
+    sets = [f"grid.cells=[{cells}]", f"time.tolerance={TOL}", *(f"{k}={v}" for k, v in extra_overrides.items())]
+    return load_case(CASE, overrides=sets)
+
+
+def _l1(a: np.ndarray, b: np.ndarray, h: float) -> float:
+    return float(np.abs(a - b).sum() * h)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "ref.h5"
+    run(_case(), output=path)
+    return open_trajectory(path)
+
+
+def _interrupted(path: Path, frames: int, monkeypatch) -> None:
+    """Run the case and stop it with KeyboardInterrupt while it writes frame ``frames``."""
+    original = TrajectoryWriter.write_frame
+
+    def write_frame(self, **kw):
+        if self.frames_written == frames:
+            raise KeyboardInterrupt
+        original(self, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(TrajectoryWriter, "write_frame", write_frame)
+        with pytest.raises(KeyboardInterrupt):
+            run(_case(), output=path)
+    tr = open_trajectory(path)
+    assert tr.status == "interrupted" and len(tr.time) == frames
+
+
+@pytest.mark.parametrize("frames", [1, 37, 100])
+def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, uninterrupted, frames):
+    path = tmp_path / "out.h5"
+    _interrupted(path, frames, monkeypatch)
+    before = open_trajectory(path)
+    run(_case(), output=path, resume=True)
+    tr = open_trajectory(path)
+    ref = uninterrupted
+    assert tr.status == "complete" and tr.attrs["resumed_at"] == pytest.approx(ref.time[frames - 1])
+    np.testing.assert_array_equal(tr.time, ref.time)
+    # frames written before the interruption are kept bit for bit
+    np.testing.assert_array_equal(tr.density[:frames], before.density)
+    np.testing.assert_array_equal(tr.extra["steps"][:frames], before.extra["steps"])
+    # the continuation agrees with the uninterrupted run to the tolerance: both carry a global
+    # time error of at most a few tol (tests/test_stepper.py bounds it by 10 tol)
+    h = float(tr.x[1] - tr.x[0])
+    worst = max(_l1(tr.density[k], ref.density[k], h) for k in range(len(tr.time)))
+    assert worst <= 10 * TOL
+    np.testing.assert_allclose(tr.lambda_, ref.lambda_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr.kl, ref.kl, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(tr.mass, 1.0, atol=1e-12)
+    assert tr.attrs["total_steps"] == int(np.nansum(tr.extra["steps"]))
+
+
+def test_resume_of_a_complete_or_missing_file(tmp_path, uninterrupted, capsys):
+    path = tmp_path / "out.h5"
+    run(_case(), output=path, resume=True)  # nothing to resume: computed from the start
+    tr = open_trajectory(path)
+    assert tr.status == "complete" and "resumed_at" not in tr.attrs
+    np.testing.assert_array_equal(tr.density, uninterrupted.density)  # deterministic
+    stamp = path.stat().st_mtime_ns
+    args = ["run", str(CASE), "-o", str(path), "--set", "grid.cells=[400]", "--set", f"time.tolerance={TOL}",
+            "--resume", "-q"]
+    assert main(args) == 0
+    assert "already complete" in capsys.readouterr().err and path.stat().st_mtime_ns == stamp
+
+
+def test_resume_with_a_different_case_is_refused(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "out.h5"
+    _interrupted(path, 5, monkeypatch)
+    with pytest.raises(InputError, match="differing keys: flow.reaction"):
+        run(_case(**{"flow.reaction": "2.0"}), output=path, resume=True)
+    assert main(["run", str(CASE), "-o", str(path), "--set", "grid.cells=[500]", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "different case" in err and "grid.cells" in err and "Traceback" not in err
+    assert open_trajectory(path).status == "interrupted"  # left as it was
+    assert len(open_trajectory(path).time) == 5
+
+
+def test_resume_after_sigkill(tmp_path, uninterrupted):
+    """Really kill a `gridflow run` process, then resume it from what it left on disk."""
+    path = tmp_path / "killed.h5"
+    case_file = tmp_path / "case.toml"
+    case_file.write_text(dumps_case(_case()))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "gridflow", "run", str(case_file), "-o", str(path), "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists():  # the file takes its name once its metadata is on disk
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run did not create its file in time"
+            time.sleep(0.01)
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    # the killed file is read by the resume below; a reader that hung would trip pytest-timeout
+    assert main(["run", str(case_file), "-o", str(path), "--resume", "-q"]) == 0
+    tr = open_trajectory(path)
+    assert tr.status == "complete"
+    np.testing.assert_array_equal(tr.time, uninterrupted.time)
+    h = float(tr.x[1] - tr.x[0])
+    assert max(_l1(a, b, h) for a, b in zip(tr.density, uninterrupted.density)) <= 10 * TOL
