@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,13 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=end, unit="t", unit_scale=False, desc=case.get("name", "gridflow"),
+        bar = tqdm(total=end, unit="t", unit_scale=False, desc=case.get("name", "gridflow"), delay=1.0,
                    bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
 
+    started = time.monotonic()
+
     def on_step(state) -> None:
-        if bar is not None:
+        if bar is not None and time.monotonic() - started >= 1.0:  # no bar for runs shorter than a second
             bar.n = state.t
             bar.refresh()
 
@@ -154,7 +157,7 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
                                covariance=d["covariance"], velocity=frame.velocity,
                                kinetic_energy=frame.kinetic_energy,
                                extra={"steps": float(frame.steps), "rejected_steps": float(frame.rejected)})
-            if bar is not None:
+            if bar is not None and time.monotonic() - started >= 1.0:
                 bar.n = frame.time
                 bar.refresh()
         writer.set_attrs(total_steps=int(total_steps))
