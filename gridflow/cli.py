@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("file", help="trajectory file (.h5)")
     plot.add_argument("-o", "--output", help="figure file (default: next to the trajectory, .png)")
     plot.add_argument("--animate", metavar="OUT.gif", help="also render the evolution as an animated GIF")
+
+    from gridflow.reproduce import REPRODUCTIONS
+
+    rep = sub.add_parser("reproduce", help="regenerate the numbers and figures of a published claim",
+                         description="Reproduce a paper's claims on the grid: " + ", ".join(REPRODUCTIONS) + ".")
+    rep.add_argument("name", choices=[*REPRODUCTIONS, "all"], help="which reproduction ('all' runs each)")
+    rep.add_argument("-o", "--output", default="outputs/reproduce",
+                     help="directory; each reproduction writes into a subdirectory named after it")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     return p
 
 
@@ -88,9 +97,16 @@ def _cmd_info(args) -> int:
 
 def summary(tr) -> str:
     """A short human-readable summary of a trajectory."""
+    import tomllib
+
     g = tr.grid
+    try:
+        case = tomllib.loads(str(tr.attrs.get("case", "")))
+    except tomllib.TOMLDecodeError:
+        case = {}
     lines = [
         f"file:      {tr.path}",
+        f"case:      {case.get('name', '')}" + (f" ({case['description']})" if case.get("description") else ""),
         f"status:    {tr.status}",
         f"flow:      {tr.attrs.get('flow', '?')}",
         f"grid:      {g.dim}D, cells {list(g.cells)}, box {list(g.lower)} .. {list(g.upper)}, {g.boundary}",
@@ -189,9 +205,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = _default_format_warning
 
 
+def _cmd_reproduce(args) -> int:
+    import time
+    from pathlib import Path
+
+    from gridflow.reproduce import REPRODUCTIONS, reproduce
+
+    names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
+    for name in names:
+        start = time.monotonic()
+        report = reproduce(name, Path(args.output) / name, progress=not args.quiet and sys.stderr.isatty())
+        print(f"wrote {report} ({time.monotonic() - start:.0f} s)", file=sys.stderr)
+    return 0
+
+
 def _dispatch(args) -> int:
     handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot, "sample": _cmd_sample,
-                "compare": _cmd_compare}
+                "compare": _cmd_compare, "reproduce": _cmd_reproduce}
     try:
         return handlers[args.verb](args)
     except GridflowError as exc:
