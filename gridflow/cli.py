@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", help="figure file (default: next to the trajectory, .png)")
     plot.add_argument("--animate", metavar="OUT.gif", help="also render the evolution as an animated GIF")
 
+    from gridflow.validation import add_parser as add_validate_parser
+
+    add_validate_parser(sub)
+
     from gridflow.reproduce import REPRODUCTIONS
 
     rep = sub.add_parser("reproduce", help="regenerate the numbers and figures of a published claim",
@@ -205,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = _default_format_warning
 
 
+def _cmd_validate(args) -> int:
+    from gridflow.validation import command
+
+    return command(args)
+
+
 def _cmd_reproduce(args) -> int:
     import time
     from pathlib import Path
@@ -221,7 +231,7 @@ def _cmd_reproduce(args) -> int:
 
 def _dispatch(args) -> int:
     handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot, "sample": _cmd_sample,
-                "compare": _cmd_compare, "reproduce": _cmd_reproduce}
+                "compare": _cmd_compare, "reproduce": _cmd_reproduce, "validate": _cmd_validate}
     try:
         return handlers[args.verb](args)
     except GridflowError as exc:
