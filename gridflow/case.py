@@ -540,13 +540,18 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
 _SEGMENT = re.compile(r"\s*([^.\[\]=\s]+)((?:\[\d+\])*)\s*")
 
 
+_ALTERNATIVES = {("time", "save_every"): ("save_times",), ("time", "save_times"): ("save_every",)}
+"""Keys that exclude each other: overriding one removes the other from the case."""
+
+
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply one ``"dotted.key=VALUE"`` assignment to a raw (unvalidated) case, in place.
 
     VALUE is TOML (``[4096]``, ``5``, ``"text"``, ``{ kind = "linear", duration = 5 }``); when it
     does not parse it is taken as a plain string, so ``flow.kind=wfr`` works unquoted.  Missing
     tables on the way are created; list items are reached with ``[i]``
-    (``target.components[1].mean=[3.0]``).
+    (``target.components[1].mean=[3.0]``).  Setting ``time.save_times`` removes
+    ``time.save_every`` and vice versa (they are alternatives).
     """
     if not isinstance(assignment, str) or "=" not in assignment:
         raise CaseError(f"Override {assignment!r} is not an assignment: write it as dotted.key=VALUE, "
@@ -585,6 +590,8 @@ def apply_override(raw: dict, assignment: str) -> None:
                                 f"key {step!r}; check the dotted key.")
             if last:
                 node[step] = value
+                for other in _ALTERNATIVES.get((where, step), ()):  # an override replaces its alternative
+                    node.pop(other, None)
             elif step not in node:
                 node[step] = [] if isinstance(nxt, int) else {}
             node, where = node[step], _join(where, step)

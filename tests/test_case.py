@@ -734,3 +734,15 @@ def test_arbitrary_overrides_give_case_error_or_a_valid_case(overrides):
     except CaseError:
         return
     assert_resolved(case)
+
+
+def test_an_override_replaces_its_alternative():
+    base = {"name": "t", "grid": {"lower": [0.0], "upper": [1.0], "cells": [10]},
+            "target": {"kind": "gaussian", "mean": [0.5], "cov": [[0.1]]},
+            "initial": {"kind": "gaussian", "mean": [0.5], "cov": [[0.1]]},
+            "flow": {"kind": "fokker-planck"}, "time": {"end": 1.0, "save_every": 0.5}}
+    case = parse_case(base, overrides=["time.save_times=[0.0, 0.3, 1.0]"])
+    assert case["time"]["save_times"] == [0.0, 0.3, 1.0] and "save_every" not in case["time"]
+    base["time"] = {"end": 1.0, "save_times": [0.0, 1.0]}
+    case = parse_case(base, overrides=["time.save_every=0.25"])
+    assert case["time"]["save_every"] == 0.25 and "save_times" not in case["time"]
