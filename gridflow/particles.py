@@ -13,21 +13,21 @@ Layout (``xarray.open_dataset(path, engine="h5netcdf")`` opens it with named dim
 ``complete``, ``failed`` or ``interrupted``) and whatever the caller passes (``gridflow`` itself
 writes ``case``, ``sampler``, ``step``, ``particles``, ``seed`` and the sampler's options).
 
-The file conventions are those of :mod:`gridflow.trajectory` and reuse its helpers: every
-dataset is gzipped with shuffle and fletcher32 checksums, every time series holds one frame per
-chunk (``positions`` of very large ensembles is split along ``particle`` too, still one frame
-per chunk row), so a finished frame is never rewritten; the file is created under a temporary
-name, put in SWMR mode and renamed; each frame writes its data, flushes, then appends ``time``
-and flushes again, so ``len(time)`` counts complete frames.  A file left by a killed writer is
-readable with :func:`open_particles` (which falls back to ``swmr=True``).
+The storage is that of the grid trajectories, from :mod:`gridflow.h5store` (which gives the
+reasons): every dataset is gzipped with shuffle and fletcher32 checksums, every time series
+holds one frame per chunk (``positions`` of very large ensembles is split along ``particle``
+too, still one frame per chunk row), so a finished frame is never rewritten; the file is
+created under a temporary name, put in SWMR mode and renamed; each frame writes its data,
+flushes, then appends ``time`` and flushes again, so ``len(time)`` counts complete frames.  A
+file left by a killed writer is readable with :func:`open_particles` (which falls back to
+``swmr=True``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time as _time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ import numpy as np
 
 from gridflow._version import __version__
 from gridflow.errors import TrajectoryFileError
-from gridflow.trajectory import (_LIBVER, STATUSES, AttrValue, _attr_value, _decode_attr, _has_hdf5_signature,
-                                 _remove_stale_temporaries, _utc_now, create_dimension, create_variable)
+from gridflow.h5store import (AttrValue, FileKind, StatusFile, attr_value, create_dimension, create_variable, fail,
+                              first_line, load_xarray, read_attrs, read_file, utc_now)
 
 __all__ = ["ParticleWriter", "ParticleTrajectory", "open_particles", "write_particles"]
 
@@ -54,9 +54,17 @@ _LONG_NAMES = {
     "ess": "effective sample size 1 / sum w_i^2 of the normalised weights",
     "resampled": "number of resampling events since the previous frame",
 }
+_FILE_KIND = FileKind(
+    noun="particle file",
+    missing_fix="Check the path (particle files are written by gridflow.samplers.run_sampler or "
+                "`gridflow validate --particles-output`)",
+    not_hdf5="is not an HDF5 file, so it is not a particle trajectory",
+    not_hdf5_fix="Pass a particle file written by gridflow",
+    unopenable_fix="The file is damaged, truncated or still being created; write it again",
+    regenerate="write it again with gridflow.samplers.run_sampler or `gridflow validate --particles-output`")
 
 
-class ParticleWriter:
+class ParticleWriter(StatusFile):
     """Writes a particle trajectory frame by frame.
 
     ``particles`` (N) and ``dim`` (1 or 2) fix the frame shape; ``weighted`` adds the
@@ -65,6 +73,8 @@ class ParticleWriter:
     Use as a context manager: on leaving it the status becomes ``complete``, ``interrupted``
     (KeyboardInterrupt) or ``failed``.
     """
+
+    _KIND = "particle"
 
     def __init__(self, path: str | os.PathLike, *, particles: int, dim: int, weighted: bool = False,
                  series: Sequence[str] = (), attrs: Mapping[str, AttrValue] | None = None) -> None:
@@ -78,15 +88,12 @@ class ParticleWriter:
                 raise ValueError(f"series name {name!r} is empty, contains '/' or is reserved")
         if len(set(series)) != len(series):
             raise ValueError(f"series names must be distinct, got {series}")
-        root = {k: _attr_value(k, v) for k, v in (attrs or {}).items()}
+        root = {k: attr_value(k, v) for k, v in (attrs or {}).items()}
         if clash := _RESERVED_ATTRS & root.keys():
             raise ValueError(f"attributes {sorted(clash)} are set by the writer itself")
-        self._path = Path(path)
+        super().__init__(path)
         self._n, self._dim, self._weighted, self._series = int(particles), int(dim), bool(weighted), series
         self._root = root
-        self._frames = 0
-        self._last_time = -math.inf
-        self._file: h5py.File | None = None
         self._check_parent()
         self._create_file()
 
@@ -102,31 +109,22 @@ class ParticleWriter:
             raise TrajectoryFileError(f"Cannot create the particle file {self._path}: that path is a directory; "
                                       "give a file name such as particles.h5 instead.")
 
-    def _create_file(self) -> None:
-        _remove_stale_temporaries(self._path)
-        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        try:
-            self._file = h5py.File(tmp, "w", libver=_LIBVER, track_order=True)
-        except OSError as exc:
-            raise self._error("create", exc) from exc
-        try:
-            self._write_metadata()
-            self._file.flush()
-            self._file.swmr_mode = True
-            os.replace(tmp, self._path)
-        except BaseException as exc:
-            self._file.close()
-            self._file = None
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise self._error("create", exc) from exc
-            raise
-
     def _error(self, verb: str, exc: OSError) -> TrajectoryFileError:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return TrajectoryFileError(
-            f"Cannot {verb} the particle file {self._path} ({reason}). Check that its directory is writable, "
+            f"Cannot {verb} the particle file {self._path} ({first_line(exc)}). Check that its directory is writable, "
             "that the disk is not full and that no other program holds the file open.")
+
+    def _create_error(self, exc: OSError) -> TrajectoryFileError:
+        return self._error("create", exc)
+
+    def _reopen_error(self, exc: OSError) -> TrajectoryFileError:
+        return self._error("reopen", exc)
+
+    def _write_error(self, k: int, t: float, exc: OSError) -> TrajectoryFileError:
+        return self._error(f"write frame {k} (t = {t:g}) to", exc)
+
+    def _frame_datasets(self) -> Iterable[str]:
+        return ("positions", "log_weights", *self._series)
 
     def _write_metadata(self) -> None:
         f = self._file
@@ -135,7 +133,7 @@ class ParticleWriter:
         for key, value in self._root.items():
             f.attrs[key] = value
         f.attrs["gridflow_version"] = __version__
-        f.attrs["created"] = _utc_now()
+        f.attrs["created"] = utc_now()
         f.attrs["status"] = "running"
         create_variable(f, "time", ("time",), dimid, long_name=_LONG_NAMES["time"], shape=(0,), maxshape=(None,),
                         chunks=(1,), attrs={"units": "1", "axis": "T"}, scale=True)
@@ -155,14 +153,6 @@ class ParticleWriter:
 
     # -- writing ----------------------------------------------------------------------------
 
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    @property
-    def frames_written(self) -> int:
-        return self._frames
-
     def write_frame(self, *, time: float, positions: np.ndarray, log_weights: np.ndarray | None = None,
                     **series: float) -> None:
         """Append one frame (``positions`` of shape (N, d), or (N,) in 1D) and flush.
@@ -170,12 +160,8 @@ class ParticleWriter:
         ``log_weights`` (N,) is required for a weighted writer and stored normalised
         (logsumexp = 0); ``series`` gives values of the declared per-frame scalars.
         """
-        f = self._file
-        if f is None:
-            raise ValueError(f"the particle writer for {self._path} is closed")
-        t = float(time)
-        if not math.isfinite(t) or t <= self._last_time:
-            raise ValueError(f"frame times must be finite and increasing, got {t!r} after {self._last_time!r}")
+        self._require_open()
+        t = self._next_time(time)
         x = np.asarray(positions, dtype=np.float64)
         if x.ndim == 1 and self._dim == 1:
             x = x[:, None]
@@ -198,62 +184,7 @@ class ParticleWriter:
             raise ValueError(f"undeclared series {sorted(unknown)}; declare them with series=(...) at creation")
         for name in self._series:
             values[name] = np.float64(series.get(name, np.nan))
-        k = self._frames
-        try:
-            for name, value in values.items():
-                ds = f[name]
-                ds.resize(k + 1, axis=0)
-                ds[k] = value
-            f.flush()
-            ds = f["time"]
-            ds.resize((k + 1,))
-            ds[k] = t
-            f.flush()
-        except OSError as exc:
-            raise self._error(f"write frame {k} (t = {t:g}) to", exc) from exc
-        self._frames = k + 1
-        self._last_time = t
-
-    def close(self, status: str = "complete") -> None:
-        """Record ``status`` in the root attributes and close the file (idempotent)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        if self._file is None:
-            return
-        try:
-            f = self._file
-            for name in ("positions", "log_weights", *self._series):
-                if name in f and f[name].shape[0] != self._frames:   # drop a half-written frame
-                    f[name].resize(self._frames, axis=0)
-            f.close()
-            self._file = None
-            deadline = _time.monotonic() + 10.0
-            while True:   # SWMR forbids new attributes: reopen in ordinary mode for the status
-                try:
-                    self._file = h5py.File(self._path, "r+", libver=_LIBVER)
-                    break
-                except OSError as exc:
-                    if _time.monotonic() > deadline:
-                        raise self._error("reopen", exc) from exc
-                    _time.sleep(0.05)
-            self._file.attrs["status"] = status
-            self._file.flush()
-        finally:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __enter__(self) -> ParticleWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("complete")
-            return
-        try:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
-        except Exception:  # never hide the original exception
-            pass
+        self._append(t, values)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -312,53 +243,24 @@ class ParticleTrajectory:
         return self.positions[i], w / w.sum()
 
 
-def _fail(path: Path, problem: str, fix: str) -> TrajectoryFileError:
-    return TrajectoryFileError(f"{path}: {problem}. {fix}")
-
-
-def _open(path: Path) -> tuple[h5py.File, bool]:
-    if not path.exists():
-        raise _fail(path, "no such particle file", "Check the path (particle files are written by "
-                    "gridflow.samplers.run_sampler or `gridflow validate --particles-output`)")
-    if path.is_dir():
-        raise _fail(path, "is a directory, not a particle file", "Give the path of the .h5 file")
-    try:
-        signed = _has_hdf5_signature(path)
-    except OSError as exc:
-        raise _fail(path, f"cannot be read ({exc.strerror or exc})", "Check the file's permissions") from exc
-    if not signed:
-        raise _fail(path, "is not an HDF5 file, so it is not a particle trajectory",
-                    "Pass a particle file written by gridflow")
-    errors = []
-    for swmr in (False, True):   # plain first (detects truncation); SWMR only for a writer's leftovers
-        try:
-            return h5py.File(path, "r", swmr=swmr), swmr
-        except OSError as exc:
-            errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if "already open for write" not in errors[0]:
-                break
-    raise _fail(path, f"cannot be opened as HDF5 ({errors[0]})",
-                "The file is damaged, truncated or still being created; write it again")
-
-
 def _read(f: h5py.File, path: Path) -> ParticleTrajectory:
     if not isinstance(f.get("positions"), h5py.Dataset) or not isinstance(f.get("time"), h5py.Dataset):
         have = ", ".join(sorted(f.keys())[:12]) or "nothing"
-        raise _fail(path, f"is an HDF5 file but not a particle trajectory: it lacks 'time' or 'positions' (it "
-                    f"holds: {have})", "Pass a particle file (datasets time, positions(time, particle, dim))")
+        raise fail(path, f"is an HDF5 file but not a particle trajectory: it lacks 'time' or 'positions' (it "
+                   f"holds: {have})", "Pass a particle file (datasets time, positions(time, particle, dim))")
     try:
         names = [name for name, obj in f.items() if name not in _CORE and isinstance(obj, h5py.Dataset)
                  and obj.ndim == 1 and obj.maxshape[0] is None]
         pos = f["positions"]
         if pos.ndim != 3 or pos.shape[2] not in (1, 2):
-            raise _fail(path, f"dataset positions has shape {pos.shape}, expected (time, particle, 1 or 2)",
-                        "Write the file again")
+            raise fail(path, f"dataset positions has shape {pos.shape}, expected (time, particle, 1 or 2)",
+                       "Write the file again")
         lw = f.get("log_weights")
         n = min(ds.shape[0] for ds in (f["time"], pos, *(() if lw is None else (lw,)), *(f[k] for k in names)))
         if lw is not None and lw.shape[1:] != pos.shape[1:2]:
-            raise _fail(path, f"dataset log_weights has shape {lw.shape}, expected (time, {pos.shape[1]})",
-                        "Write the file again")
-        attrs = {str(k): _decode_attr(v) for k, v in f.attrs.items()}
+            raise fail(path, f"dataset log_weights has shape {lw.shape}, expected (time, {pos.shape[1]})",
+                       "Write the file again")
+        attrs = read_attrs(f)
         return ParticleTrajectory(
             attrs=attrs, time=np.asarray(f["time"][:n], dtype=np.float64),
             positions=np.asarray(pos[:n], dtype=np.float64),
@@ -367,8 +269,8 @@ def _read(f: h5py.File, path: Path) -> ParticleTrajectory:
     except TrajectoryFileError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... on damaged files
-        raise _fail(path, f"is damaged: reading it failed ({type(exc).__name__}: {exc})",
-                    "Write the file again") from exc
+        raise fail(path, f"is damaged: reading it failed ({type(exc).__name__}: {exc})",
+                   "Write the file again") from exc
 
 
 def open_particles(path: str | os.PathLike, *, as_xarray: bool = False) -> ParticleTrajectory | Any:
@@ -378,21 +280,11 @@ def open_particles(path: str | os.PathLike, *, as_xarray: bool = False) -> Parti
     complete frames and loaded.  Problems raise :class:`~gridflow.errors.TrajectoryFileError`.
     """
     path = Path(path)
-    f, swmr = _open(path)
-    try:
-        tr = _read(f, path)
-    finally:
-        f.close()
+    tr, swmr = read_file(path, _FILE_KIND, _read)
     if not as_xarray:
         return tr
-    import xarray as xr
-
-    try:
-        with xr.open_dataset(path, engine="h5netcdf", driver_kwds={"swmr": swmr}) as ds:
-            return ds.isel(time=slice(0, len(tr.time))).load()
-    except Exception as exc:
-        raise _fail(path, f"xarray could not open it ({type(exc).__name__}: {exc})",
-                    "Open it with gridflow.particles.open_particles(path) instead") from exc
+    return load_xarray(path, swmr=swmr, frames=len(tr.time),
+                       fix="Open it with gridflow.particles.open_particles(path) instead")
 
 
 #: frame attribute of a series whose name is not a valid attribute name

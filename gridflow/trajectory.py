@@ -10,55 +10,31 @@ Layout (SPEC §2; names and dimensions are the contract)::
     velocity(time, dim, x[, y]) and kinetic_energy(time)   -- path flow only
     <extra>(time)                                           -- further per-frame diagnostics
 
+The storage mechanics (netCDF dimension scales made by hand, one frame per chunk, SWMR
+writing, temporary name and rename, reading a file left by a killed writer) are shared with
+the particle files and described, with the reasons for them, in :mod:`gridflow.h5store`.
+
 Design decisions:
 
 * **covariance** has dimensions ``(time, dim, dim2)``.  netCDF allows a dimension to repeat
   within one variable, but xarray refuses most operations on such variables, so the column
   axis uses a second pure dimension ``dim2`` of the same length as ``dim``.
-* **netCDF compatibility** is made by hand with h5py, as netCDF-C/h5netcdf do it: every axis
-  has exactly one HDF5 dimension scale.  ``time``, ``x``, ``y`` are coordinate variables
-  (scales named after themselves); ``nv``, ``dim``, ``dim2`` are pure dimensions: empty
-  ``float32`` scales whose ``NAME`` is ``"This is a netCDF dimension but not a netCDF
-  variable."`` followed by the length in ten characters.  Each scale carries
-  ``_Netcdf4Dimid`` (the dimension's id: time, x[, y], nv, dim, dim2 in that order); every
-  variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and attribute
-  creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
-* Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
-  Every dataset with a ``time`` axis holds **one frame per chunk**, so a chunk is written
-  exactly once and never rewritten.  (An earlier layout packed 1024 frames of each scalar
-  series into a chunk that was rewritten at every frame; a SIGKILL can interrupt a multi-page
-  ``write`` between pages, and about one kill in a hundred and fifty left such a chunk torn,
-  failing its checksum.  A chunk that is never rewritten cannot be torn once its frame is
-  complete.)  Growing datasets have an HDF5 fill value of NaN and grow by ``resize``.
-* **Crash safety.**  A plain HDF5 file killed while writing can be corrupt (in our tests about
-  one kill in fifteen left chunks that failed their checksum), so the writer works in SWMR
-  mode (file format of HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and
-  flushed at creation, then SWMR writing starts.  Each frame writes every per-frame dataset,
-  flushes, writes ``time`` and flushes again, so ``len(time)`` counts complete frames; the
-  reader also trims every series to the shortest one.  SWMR forbids new objects and
-  attributes: before the first frame the file is simply rebuilt (below); after it, a new
+* **netCDF dimensions** (see :mod:`gridflow.h5store`): ``time``, ``x``, ``y`` are coordinate
+  variables (scales named after themselves); ``nv``, ``dim``, ``dim2`` are pure dimensions.
+  Their ``_Netcdf4Dimid`` are time, x[, y], nv, dim, dim2 in that order.
+* **Metadata changes.**  SWMR forbids new objects and attributes: before the first frame the
+  file is simply rebuilt (under a temporary name again, then renamed); after it, a new
   ``extra`` dataset, :meth:`TrajectoryWriter.set_attrs` and the final ``status`` reopen the
-  file in ordinary read-write mode for a few milliseconds (a kill inside that window leaves a
-  file that needs ``h5clear -s``).  A file left by a killed SWMR writer still has its "open
-  for writing" flags set; :func:`open_trajectory` then opens it with ``swmr=True``.
-* The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
-  final name as soon as it is in SWMR mode (again if it is rebuilt before its first frame, to
-  add ``extra`` datasets or attributes), not at the end of the run: a killed run must leave
-  its frames readable at the path the user asked for, with a ``status`` other than
-  ``complete``.  Temporary files of killed writers are removed by the next writer of the same
-  path.
+  file in ordinary read-write mode for a few milliseconds.  A file left by a killed writer is
+  opened by :func:`open_trajectory` with ``swmr=True``.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 import os
-import time as _time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +44,26 @@ import numpy as np
 from gridflow._version import __version__
 from gridflow.errors import TrajectoryFileError
 from gridflow.grid import Grid
+from gridflow.h5store import (LIBVER, STATUSES, AttrValue, FileKind, StatusFile, attr_value, create_dimension,
+                              create_variable, decode_attr, fail, first_line, has_hdf5_signature, load_xarray,
+                              read_attrs, read_file, remove_stale_temporaries, utc_now)
 
 __all__ = ["FRAME_FIELDS", "Trajectory", "TrajectoryWriter", "open_trajectory"]
 
 FRAME_FIELDS = ("lambda", "mass", "kl", "kl_tempered", "fisher_information")
 """Scalar diagnostics stored once per frame, as ``(time)`` datasets."""
 
-STATUSES = ("running", "complete", "failed", "interrupted")
 RESERVED_ATTRS = frozenset({"status", "gridflow_version", "created"})
 
-_LIBVER = ("v110", "v110")
-_FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
-_SERIES_CHUNK = 1  # one frame per chunk: written once, never rewritten (see module docstring)
-_NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SERIES_CHUNK = 1  # one frame per chunk: written once, never rewritten (see gridflow.h5store)
+_REGENERATE = "run `gridflow run CASE.toml -o FILE` again to regenerate it"
+_FILE_KIND = FileKind(
+    noun="trajectory file",
+    missing_fix="Check the path, or create the file with `gridflow run CASE.toml -o FILE`",
+    not_hdf5="is not an HDF5 file (no HDF5 signature), so it is not a gridflow trajectory",
+    not_hdf5_fix="Pass a file written by `gridflow run`",
+    unopenable_fix=f"The file is damaged or still being created; try again in a moment or {_REGENERATE}",
+    regenerate=_REGENERATE)
 _REQUIRED = ("time", "x", "x_bnds", "density", "log_target", "log_reference", *FRAME_FIELDS, "mean", "covariance")
 _KNOWN = frozenset(_REQUIRED) | {"y", "y_bnds", "nv", "dim", "dim2", "velocity", "kinetic_energy"}
 
@@ -105,40 +87,6 @@ _LONG_NAMES = {
     "kinetic_energy": "kinetic energy ||v_t||^2 in L2(rho_t)",
 }
 
-AttrValue = str | int | float
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _attr_value(key: str, value: Any) -> AttrValue:
-    """Check one root attribute value; return it as a plain ``str``, ``int`` or ``float``."""
-    if not isinstance(key, str) or not key or "/" in key:
-        raise ValueError(f"attribute names must be non-empty strings without '/', got {key!r}")
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    raise TypeError(f"attribute {key!r} must be a str, int or float, got {type(value).__name__}")
-
-
-def _decode_attr(value: Any) -> Any:
-    """An HDF5 attribute value as plain Python (str for strings, scalars for 1-element arrays)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray):
-        if value.size == 1:
-            return _decode_attr(value.reshape(()).item())
-        return [_decode_attr(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
 
 def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
@@ -147,65 +95,13 @@ def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     return arr
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of ``path`` left by writers that were killed while creating it."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2: -4]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)  # probe only: is that writer still alive?
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+# Names that other modules imported from here before they moved to gridflow.h5store.
+_LIBVER = LIBVER
+_attr_value, _decode_attr, _utc_now = attr_value, decode_attr, utc_now
+_has_hdf5_signature, _remove_stale_temporaries = has_hdf5_signature, remove_stale_temporaries
 
 
-# -- netCDF4 helpers (shared with gridflow.particles) ----------------------------------------
-
-
-def create_dimension(f: h5py.File, name: str, size: int, dimid: Mapping[str, int]) -> h5py.Dataset:
-    """Create a pure netCDF dimension ``name`` of length ``size`` (no coordinate variable).
-
-    As netCDF-C does it: an empty ``float32`` dataset made a dimension scale whose ``NAME`` says
-    it is not a variable, with the dimension id ``dimid[name]`` in ``_Netcdf4Dimid``.
-    """
-    ds = f.create_dataset(name, shape=(size,), dtype=">f4", track_order=True)
-    ds.make_scale(f"{_NOT_A_VARIABLE}{size:10d}")
-    ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
-    return ds
-
-
-def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
-                    long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
-                    maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
-                    attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
-    """Create one netCDF4 variable in ``f``: a float64 dataset (gzip + shuffle + fletcher32), its
-    ``long_name`` and further CF ``attrs``, ``_Netcdf4Coordinates`` (ids from ``dimid``) and its
-    dimension scales.  ``scale=True`` makes it the coordinate variable of dimension ``name``
-    (``_Netcdf4Dimid``); otherwise the scales of ``dims`` (created before) are attached.  Without
-    ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN).
-    """
-    if data is not None:
-        data = np.asarray(data, dtype=np.float64)
-        ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **_FILTERS)
-    else:
-        ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
-                              fillvalue=np.nan, track_order=True, **_FILTERS)
-    if scale:
-        ds.make_scale(name)
-        ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
-    ds.attrs["_Netcdf4Coordinates"] = np.array([dimid[d] for d in dims], dtype=np.int32)
-    ds.attrs["long_name"] = long_name
-    for key, value in (attrs or {}).items():
-        ds.attrs[key] = value
-    if not scale:
-        for axis, dim in enumerate(dims):
-            ds.dims[axis].attach_scale(f[dim])
-    return ds
-
-
-class TrajectoryWriter:
+class TrajectoryWriter(StatusFile):
     """Writes a trajectory frame by frame (knows nothing about the solver).
 
     All metadata (coordinates, bounds, ``log_target``, ``log_reference``, root attributes with
@@ -218,24 +114,23 @@ class TrajectoryWriter:
     interrupted file this way, so no moment exists at which the path holds fewer frames.
     """
 
+    _KIND = "trajectory"
+
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
                  frames: Sequence[Mapping[str, Any]] = ()) -> None:
-        self._path = Path(path)
+        super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
-        self._frames = 0
-        self._last_time = -math.inf
         self._extra: list[str] = []
-        self._file: h5py.File | None = None
         log_target = _as_float_array("log_target", log_target, grid.shape)
         log_reference = _as_float_array("log_reference", log_reference, grid.shape)
-        root = {k: _attr_value(k, v) for k, v in attrs.items()}
+        root = {k: attr_value(k, v) for k, v in attrs.items()}
         if clash := RESERVED_ATTRS & root.keys():
             raise ValueError(f"attributes {sorted(clash)} are set by the writer itself")
         self._log_target, self._log_reference = log_target, log_reference
         self._root = dict(root)
-        self._created = _utc_now()
+        self._created = utc_now()
         self._initial_frames = list(frames)
         for frame in self._initial_frames:
             self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
@@ -244,33 +139,11 @@ class TrajectoryWriter:
 
     # -- creation ---------------------------------------------------------------------------
 
-    def _create_file(self) -> None:
-        """Write a fresh file with all metadata (and no frames), in SWMR mode, at the final path.
-
-        It is created under a temporary name and renamed once in SWMR mode, so that the final
-        name never holds a file that a killed writer could leave unreadable.
-        """
-        _remove_stale_temporaries(self._path)
-        tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
-        try:
-            self._file = h5py.File(tmp, "w", libver=_LIBVER, track_order=True)
-        except OSError as exc:
-            raise self._create_error(exc) from exc
-        try:
-            self._write_metadata()
-            self._file.flush()
-            self._file.swmr_mode = True
-            initial, self._initial_frames = self._initial_frames, []
-            for frame in initial:
-                self.write_frame(**frame)
-            os.replace(tmp, self._path)
-        except BaseException as exc:
-            self._file.close()
-            self._file = None
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise self._create_error(exc) from exc
-            raise
+    def _before_rename(self) -> None:
+        """Write the frames given at creation (a resumed run's) before the file takes its name."""
+        initial, self._initial_frames = self._initial_frames, []
+        for frame in initial:
+            self.write_frame(**frame)
 
     def _recreate(self) -> None:
         """Rebuild the file before its first frame (new extras, new attributes): no unsafe window."""
@@ -293,11 +166,23 @@ class TrajectoryWriter:
                 "give a file name such as out.h5 instead.")
 
     def _create_error(self, exc: OSError) -> TrajectoryFileError:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return TrajectoryFileError(
-            f"Cannot create the trajectory file {self._path} ({reason}). Check that its directory is "
+            f"Cannot create the trajectory file {self._path} ({first_line(exc)}). Check that its directory is "
             "writable, that the file is not open in another program (HDF5 locks open files), "
             "or choose another output path (-o OUT.h5).")
+
+    def _reopen_error(self, exc: OSError) -> TrajectoryFileError:
+        return TrajectoryFileError(
+            f"Cannot reopen the trajectory file {self._path} to update it ({exc}). "
+            "Close other programs that hold the file open and run again.")
+
+    def _write_error(self, k: int, t: float, exc: OSError) -> TrajectoryFileError:
+        return TrajectoryFileError(
+            f"Cannot write frame {k} (t = {t:g}) to {self._path} ({exc}). Check the free disk space "
+            "and that the file is not being modified by another program.")
+
+    def _frame_datasets(self) -> Iterable[str]:
+        return ("density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy", *self._extra)
 
     def _write_metadata(self) -> None:
         f = self._file
@@ -358,42 +243,6 @@ class TrajectoryWriter:
 
     # -- writing ----------------------------------------------------------------------------
 
-    @property
-    def frames_written(self) -> int:
-        """Number of complete frames in the file."""
-        return self._frames
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def _require_open(self) -> h5py.File:
-        if self._file is None:
-            raise ValueError(f"the trajectory writer for {self._path} is closed")
-        return self._file
-
-    @contextmanager
-    def _metadata_mode(self) -> Iterator[h5py.File]:
-        """Leave SWMR mode (which forbids new objects and attributes) for a metadata change."""
-        self._require_open().close()
-        self._file = None
-        deadline = _time.monotonic() + 10.0
-        while True:
-            try:
-                self._file = h5py.File(self._path, "r+", libver=_LIBVER)
-                break
-            except OSError as exc:  # e.g. locked for a moment by a plain reader
-                if _time.monotonic() > deadline:
-                    raise TrajectoryFileError(
-                        f"Cannot reopen the trajectory file {self._path} to update it ({exc}). "
-                        "Close other programs that hold the file open and run again.") from exc
-                _time.sleep(0.05)
-        yield self._file
-        self._file.flush()
-
-    def _enter_swmr(self) -> None:
-        self._file.swmr_mode = True
-
     def write_frame(self, *, time: float, density: np.ndarray, lambda_: float, mass: float, kl: float,
                     kl_tempered: float, fisher_information: float, mean: np.ndarray, covariance: np.ndarray,
                     velocity: np.ndarray | None = None, kinetic_energy: float | None = None,
@@ -404,11 +253,9 @@ class TrajectoryWriter:
         path-flow writer and not allowed otherwise.  ``extra`` holds further scalar diagnostics;
         each name becomes a ``(time)`` dataset on first use (NaN in frames that lack it).
         """
-        f = self._require_open()
+        self._require_open()
         g = self._grid
-        t = float(time)
-        if not math.isfinite(t) or t <= self._last_time:
-            raise ValueError(f"frame times must be finite and increasing, got {t!r} after {self._last_time!r}")
+        t = self._next_time(time)
         values: dict[str, np.ndarray] = {
             "density": _as_float_array("density", density, g.shape),
             "lambda": np.float64(lambda_), "mass": np.float64(mass), "kl": np.float64(kl),
@@ -439,31 +286,13 @@ class TrajectoryWriter:
                     for name in new:
                         self._extra_series(name)
                     self._enter_swmr()
-            f = self._file
         for name in self._extra:
             values[name] = extra_values.get(name, np.float64(np.nan))
-
-        k = self._frames
-        try:
-            for name, value in values.items():
-                ds = f[name]
-                ds.resize(k + 1, axis=0)
-                ds[k] = value
-            f.flush()
-            ds = f["time"]
-            ds.resize((k + 1,))
-            ds[k] = t
-            f.flush()
-        except OSError as exc:
-            raise TrajectoryFileError(
-                f"Cannot write frame {k} (t = {t:g}) to {self._path} ({exc}). Check the free disk space "
-                "and that the file is not being modified by another program.") from exc
-        self._frames = k + 1
-        self._last_time = t
+        self._append(t, values)
 
     def set_attrs(self, **attrs: AttrValue) -> None:
         """Set root attributes (e.g. warnings found during the run); flushed at once."""
-        values = {k: _attr_value(k, v) for k, v in attrs.items()}
+        values = {k: attr_value(k, v) for k, v in attrs.items()}
         if clash := RESERVED_ATTRS & values.keys():
             raise ValueError(f"attributes {sorted(clash)} are managed by the writer (use close(status=...))")
         if not values:
@@ -476,37 +305,6 @@ class TrajectoryWriter:
             for key, value in values.items():
                 f.attrs[key] = value
             self._enter_swmr()
-
-    def close(self, status: str = "complete") -> None:
-        """Record ``status`` in the root attributes and close the file (idempotent)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        if self._file is None:
-            return
-        try:
-            f = self._file
-            for name in ("density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy",
-                         *self._extra):
-                if name in f and f[name].shape[0] != self._frames:  # drop a half-written frame
-                    f[name].resize(self._frames, axis=0)
-            with self._metadata_mode() as f:
-                f.attrs["status"] = status
-        finally:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __enter__(self) -> TrajectoryWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("complete")
-            return
-        try:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
-        except Exception:  # never hide the original exception
-            pass
 
 
 @dataclass
@@ -575,60 +373,6 @@ class Trajectory:
 # -- reading --------------------------------------------------------------------------------
 
 
-def _fail(path: Path, problem: str, fix: str) -> TrajectoryFileError:
-    return TrajectoryFileError(f"{path}: {problem}. {fix}")
-
-
-def _has_hdf5_signature(path: Path) -> bool:
-    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        offset = 0
-        while offset + 8 <= size:
-            fh.seek(offset)
-            if fh.read(8) == _HDF5_SIGNATURE:
-                return True
-            offset = 512 if offset == 0 else 2 * offset
-    return False
-
-
-def _open_h5(path: Path) -> tuple[h5py.File, bool]:
-    """Open ``path`` read-only; returns the file and whether SWMR reading was needed."""
-    regen = "run `gridflow run CASE.toml -o FILE` again to regenerate it"
-    if not path.exists():
-        raise _fail(path, "no such trajectory file",
-                    "Check the path, or create the file with `gridflow run CASE.toml -o FILE`")
-    if path.is_dir():
-        raise _fail(path, "is a directory, not a trajectory file", "Give the path of the .h5 file")
-    try:
-        signed = _has_hdf5_signature(path)
-    except OSError as exc:
-        raise _fail(path, f"cannot be read ({exc.strerror or exc})", "Check the file's permissions") from exc
-    if not signed:
-        raise _fail(path, "is not an HDF5 file (no HDF5 signature), so it is not a gridflow trajectory",
-                    "Pass a file written by `gridflow run`")
-    errors = []
-    # A plain open first: it checks the file's length and so detects truncation.  Only a file
-    # whose "open for writing" flags are set (a live or killed SWMR writer) is opened with
-    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file).
-    for swmr in (False, True):
-        try:
-            return h5py.File(path, "r", swmr=swmr), swmr
-        except OSError as exc:
-            errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if "already open for write" not in errors[0]:
-                break
-    text = " / ".join(errors)
-    if "truncated" in text:
-        raise _fail(path, f"the HDF5 file is truncated ({errors[0]})",
-                    f"It was cut short, e.g. by an interrupted copy or a full disk; copy it again or {regen}")
-    if "already open for write" in text:
-        raise _fail(path, "was left open for writing by a program that did not close it, outside SWMR mode, "
-                    "so HDF5 refuses to open it", f"Clear the flag with `h5clear -s FILE` (HDF5 tools), or {regen}")
-    raise _fail(path, f"cannot be opened as HDF5 ({errors[0]})",
-                f"The file is damaged or still being created; try again in a moment or {regen}")
-
-
 def _time_series_names(f: h5py.File) -> list[str]:
     """Extra ``(time)`` datasets: any other dataset whose first axis is the ``time`` scale."""
     names = []
@@ -647,9 +391,9 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     missing = [name for name in _REQUIRED if not isinstance(f.get(name), h5py.Dataset)]
     if missing:
         have = ", ".join(sorted(f.keys())[:12]) or "nothing"
-        raise _fail(path, f"is an HDF5 file but not a gridflow trajectory: it lacks the dataset(s) "
-                    f"{', '.join(missing)} (it holds: {have})",
-                    "Pass a trajectory written by `gridflow run` (SPEC §2 lists its layout)")
+        raise fail(path, f"is an HDF5 file but not a gridflow trajectory: it lacks the dataset(s) "
+                   f"{', '.join(missing)} (it holds: {have})",
+                   "Pass a trajectory written by `gridflow run` (SPEC §2 lists its layout)")
     two_d = "y" in f
     dim = 2 if two_d else 1
     series = ["density", *FRAME_FIELDS, "mean", "covariance"]
@@ -670,14 +414,14 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             got = f[name].shape
             got = (min(got[0], n), *got[1:]) if name in series else got
             if got != expect:
-                raise _fail(path, f"is not a valid gridflow trajectory: dataset {name} has shape {got}, "
-                            f"expected {expect}", "Regenerate it with `gridflow run`")
+                raise fail(path, f"is not a valid gridflow trajectory: dataset {name} has shape {got}, "
+                           f"expected {expect}", "Regenerate it with `gridflow run`")
 
         def get(name: str, frames: bool = False) -> np.ndarray:
             ds = f[name]
             return np.asarray(ds[:n] if frames else ds[()], dtype=np.float64)
 
-        attrs = {str(k): _decode_attr(v) for k, v in f.attrs.items()}
+        attrs = read_attrs(f)
         return Trajectory(
             attrs=attrs, time=get("time", True), x=get("x"), y=get("y") if two_d else None,
             x_bnds=get("x_bnds"), y_bnds=get("y_bnds") if two_d else None,
@@ -691,22 +435,17 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     except TrajectoryFileError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... on damaged files
-        raise _fail(path, f"is damaged: reading it failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-                    "If a run is still writing it, try again in a moment; otherwise regenerate it with "
-                    "`gridflow run`") from exc
+        raise fail(path, f"is damaged: reading it failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                   "If a run is still writing it, try again in a moment; otherwise regenerate it with "
+                   "`gridflow run`") from exc
 
 
 def _to_xarray(path: Path, swmr: bool, frames: int):
     try:
-        import xarray as xr
+        return load_xarray(path, swmr=swmr, frames=frames, fix="Open it with gridflow.open_trajectory(path) "
+                           "instead, or regenerate it with `gridflow run`")
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("as_xarray=True needs xarray and h5netcdf (pip install xarray h5netcdf)") from exc
-    try:
-        with xr.open_dataset(path, engine="h5netcdf", driver_kwds={"swmr": swmr}) as ds:
-            return ds.isel(time=slice(0, frames)).load()
-    except Exception as exc:
-        raise _fail(path, f"xarray could not open it ({type(exc).__name__}: {exc})",
-                    "Open it with gridflow.open_trajectory(path) instead, or regenerate it with `gridflow run`") from exc
 
 
 def open_trajectory(path: str | os.PathLike, *, as_xarray: bool = False) -> Trajectory | Any:
@@ -719,11 +458,7 @@ def open_trajectory(path: str | os.PathLike, *, as_xarray: bool = False) -> Traj
     a gridflow trajectory) raises :class:`~gridflow.errors.TrajectoryFileError`.
     """
     path = Path(path)
-    f, swmr = _open_h5(path)
-    try:
-        tr = _read(f, path)
-    finally:
-        f.close()
+    tr, swmr = read_file(path, _FILE_KIND, _read)
     if as_xarray:
         return _to_xarray(path, swmr, len(tr.time))
     return tr

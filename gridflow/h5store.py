@@ -1,0 +1,487 @@
+"""netCDF4-compatible, crash-safe HDF5 storage shared by the grid and particle trajectory files.
+
+:mod:`gridflow.trajectory` (grid trajectories) and :mod:`gridflow.particles` (particle
+ensembles) lay out their own datasets; this module holds what they share: creating netCDF
+variables and dimensions by hand with h5py (:func:`create_variable`, :func:`create_dimension`),
+appending one frame (:func:`append_frame`), leaving SWMR mode for a metadata change
+(:func:`reopen_writable`), the writer's life cycle with its ``status`` attribute
+(:class:`StatusFile`), and opening a file for reading with specific error messages
+(:func:`open_readonly`).
+
+Design decisions:
+
+* **netCDF compatibility** is made by hand with h5py, as netCDF-C/h5netcdf do it: every axis
+  has exactly one HDF5 dimension scale.  A coordinate variable (e.g. ``time``) is the scale
+  named after itself; a pure dimension (no coordinate variable) is an empty ``float32`` scale
+  whose ``NAME`` is ``"This is a netCDF dimension but not a netCDF variable."`` followed by
+  the length in ten characters.  Each scale carries ``_Netcdf4Dimid`` (the dimension's id);
+  every variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and
+  attribute creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
+* Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
+  Every dataset with a ``time`` axis holds **one frame per chunk**, so a chunk is written
+  exactly once and never rewritten.  (An earlier layout packed 1024 frames of each scalar
+  series into a chunk that was rewritten at every frame; a SIGKILL can interrupt a multi-page
+  ``write`` between pages, and about one kill in a hundred and fifty left such a chunk torn,
+  failing its checksum.  A chunk that is never rewritten cannot be torn once its frame is
+  complete.)  Growing datasets have an HDF5 fill value of NaN and grow by ``resize``.
+* **Crash safety.**  A plain HDF5 file killed while writing can be corrupt (in our tests about
+  one kill in fifteen left chunks that failed their checksum), so a writer works in SWMR
+  mode (file format of HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and
+  flushed at creation, then SWMR writing starts.  Each frame writes every per-frame dataset,
+  flushes, writes ``time`` and flushes again (:func:`append_frame`), so ``len(time)`` counts
+  complete frames; the readers also trim every series to the shortest one.  SWMR forbids new
+  objects and attributes: before the first frame a writer can simply rebuild the file (the
+  grid writer does, to add ``extra`` datasets or attributes); after it, a metadata change (a
+  new dataset, new root attributes, the final ``status``) reopens the file in ordinary
+  read-write mode for a few milliseconds (:func:`reopen_writable`; a kill inside that window
+  leaves a file that needs ``h5clear -s``).  A file left by a killed SWMR writer still has its
+  "open for writing" flags set; :func:`open_readonly` then opens it with ``swmr=True``.
+* The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
+  final name as soon as it is in SWMR mode (again if it is rebuilt before its first frame),
+  not at the end of the run: a killed run must leave its frames readable at the path the user
+  asked for, with a ``status`` other than ``complete``.  Temporary files of killed writers are
+  removed by the next writer of the same path (:func:`remove_stale_temporaries`).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import time as _time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+import h5py
+import numpy as np
+
+from gridflow.errors import TrajectoryFileError
+
+__all__ = [
+    "FILTERS", "LIBVER", "STATUSES", "AttrValue", "FileKind", "StatusFile", "append_frame", "attr_value",
+    "create_dimension", "create_variable", "decode_attr", "fail", "first_line", "has_hdf5_signature",
+    "load_xarray", "open_readonly", "read_attrs", "read_file", "remove_stale_temporaries", "reopen_writable",
+    "temporary_path", "trim_frames", "utc_now",
+]
+
+STATUSES = ("running", "complete", "failed", "interrupted")
+"""Values of the root ``status`` attribute (``running`` while written, or if the writer was killed)."""
+
+LIBVER = ("v110", "v110")
+"""HDF5 file format bounds of every file: that of HDF5 1.10, which SWMR needs."""
+
+FILTERS: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
+"""Filters of every variable: gzip level 4, shuffle, fletcher32 checksums."""
+
+REOPEN_TIMEOUT = 10.0
+"""Seconds :func:`reopen_writable` keeps retrying while another program holds the file."""
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
+
+AttrValue = str | int | float
+"""A root attribute value as the writers store it."""
+
+T = TypeVar("T")
+
+
+# -- attributes -----------------------------------------------------------------------------
+
+
+def utc_now() -> str:
+    """The current UTC time as ``YYYY-MM-DDThh:mm:ssZ`` (the ``created`` attribute)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def attr_value(key: str, value: Any) -> AttrValue:
+    """Check one root attribute value; return it as a plain ``str``, ``int`` or ``float``."""
+    if not isinstance(key, str) or not key or "/" in key:
+        raise ValueError(f"attribute names must be non-empty strings without '/', got {key!r}")
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    raise TypeError(f"attribute {key!r} must be a str, int or float, got {type(value).__name__}")
+
+
+def decode_attr(value: Any) -> Any:
+    """An HDF5 attribute value as plain Python (str for strings, scalars for 1-element arrays)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.size == 1:
+            return decode_attr(value.reshape(()).item())
+        return [decode_attr(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_attrs(f: h5py.File) -> dict[str, Any]:
+    """The root attributes of ``f`` as plain Python values (see :func:`decode_attr`)."""
+    return {str(k): decode_attr(v) for k, v in f.attrs.items()}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (h5py's run on), or its type name if it has none."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# -- netCDF4 variables and dimensions -------------------------------------------------------
+
+
+def create_dimension(f: h5py.File, name: str, size: int, dimid: Mapping[str, int]) -> h5py.Dataset:
+    """Create a pure netCDF dimension ``name`` of length ``size`` (no coordinate variable).
+
+    As netCDF-C does it: an empty ``float32`` dataset made a dimension scale whose ``NAME`` says
+    it is not a variable, with the dimension id ``dimid[name]`` in ``_Netcdf4Dimid``.
+    """
+    ds = f.create_dataset(name, shape=(size,), dtype=">f4", track_order=True)
+    ds.make_scale(f"{_NOT_A_VARIABLE}{size:10d}")
+    ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
+    return ds
+
+
+def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
+                    long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
+                    maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                    attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
+    """Create one netCDF4 variable in ``f``: a float64 dataset (gzip + shuffle + fletcher32), its
+    ``long_name`` and further CF ``attrs``, ``_Netcdf4Coordinates`` (ids from ``dimid``) and its
+    dimension scales.  ``scale=True`` makes it the coordinate variable of dimension ``name``
+    (``_Netcdf4Dimid``); otherwise the scales of ``dims`` (created before) are attached.  Without
+    ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN).
+    """
+    if data is not None:
+        data = np.asarray(data, dtype=np.float64)
+        ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **FILTERS)
+    else:
+        ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
+                              fillvalue=np.nan, track_order=True, **FILTERS)
+    if scale:
+        ds.make_scale(name)
+        ds.attrs["_Netcdf4Dimid"] = np.int32(dimid[name])
+    ds.attrs["_Netcdf4Coordinates"] = np.array([dimid[d] for d in dims], dtype=np.int32)
+    ds.attrs["long_name"] = long_name
+    for key, value in (attrs or {}).items():
+        ds.attrs[key] = value
+    if not scale:
+        for axis, dim in enumerate(dims):
+            ds.dims[axis].attach_scale(f[dim])
+    return ds
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def temporary_path(path: Path) -> Path:
+    """The name under which this process creates ``path``: ``.NAME.PID.tmp`` beside it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed while creating it."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2: -4]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # probe only: is that writer still alive?
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any]) -> None:
+    """Write frame ``k`` at time ``t``: each ``values[name]`` into dataset ``name`` (grown to
+    ``k + 1`` along its first axis), flush, then ``time[k] = t`` and flush again, so that
+    ``len(time)`` counts complete frames.  h5py's ``OSError`` propagates."""
+    for name, value in values.items():
+        ds = f[name]
+        ds.resize(k + 1, axis=0)
+        ds[k] = value
+    f.flush()
+    ds = f["time"]
+    ds.resize((k + 1,))
+    ds[k] = t
+    f.flush()
+
+
+def trim_frames(f: h5py.File, names: Iterable[str], frames: int) -> None:
+    """Shrink the datasets ``names`` (those present) to ``frames`` along the first axis: drops
+    the part of a frame whose ``time`` was never written."""
+    for name in names:
+        if name in f and f[name].shape[0] != frames:
+            f[name].resize(frames, axis=0)
+
+
+def reopen_writable(path: Path, *, error: Callable[[OSError], Exception],
+                    timeout: float = REOPEN_TIMEOUT) -> h5py.File:
+    """Open the (closed) file ``path`` in ordinary read-write mode, outside SWMR, for a
+    metadata change; retry for ``timeout`` seconds while it is locked, then raise
+    ``error(exc)``."""
+    deadline = _time.monotonic() + timeout
+    while True:
+        try:
+            return h5py.File(path, "r+", libver=LIBVER)
+        except OSError as exc:  # e.g. locked for a moment by a plain reader
+            if _time.monotonic() > deadline:
+                raise error(exc) from exc
+            _time.sleep(0.05)
+
+
+class StatusFile:
+    """Base of a frame-by-frame writer: a file in SWMR mode whose ``status`` records the end.
+
+    It creates the file (:meth:`_create_file`: temporary name, metadata, SWMR mode, rename),
+    appends frames (:meth:`_append`), leaves SWMR mode for metadata changes
+    (:meth:`_metadata_mode`) and closes with a ``status``.  Used as a context manager, the
+    status becomes ``complete``, ``interrupted`` (KeyboardInterrupt) or ``failed``.
+
+    A subclass sets :attr:`_KIND` (``"trajectory"``, ``"particle"``: the word in messages),
+    calls ``StatusFile.__init__`` and then :meth:`_create_file`, and implements
+    :meth:`_write_metadata`, :meth:`_frame_datasets` and the three ``_*_error`` methods.
+    """
+
+    _KIND: ClassVar[str]
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._path = Path(path)
+        self._file: h5py.File | None = None
+        self._frames = 0
+        self._last_time = -math.inf
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def _write_metadata(self) -> None:
+        """Write the root attributes and create every dataset of the empty file ``self._file``."""
+        raise NotImplementedError
+
+    def _before_rename(self) -> None:
+        """Called in SWMR mode, before the new file takes its final name (default: nothing)."""
+
+    def _frame_datasets(self) -> Iterable[str]:
+        """Names of the per-frame datasets other than ``time`` (trimmed on :meth:`close`)."""
+        raise NotImplementedError
+
+    def _create_error(self, exc: OSError) -> Exception:
+        """The error raised when the file cannot be created."""
+        raise NotImplementedError
+
+    def _reopen_error(self, exc: OSError) -> Exception:
+        """The error raised when the file cannot be reopened for a metadata change."""
+        raise NotImplementedError
+
+    def _write_error(self, k: int, t: float, exc: OSError) -> Exception:
+        """The error raised when frame ``k`` (time ``t``) cannot be written."""
+        raise NotImplementedError
+
+    # -- mechanics ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def frames_written(self) -> int:
+        """Number of complete frames in the file."""
+        return self._frames
+
+    def _require_open(self) -> h5py.File:
+        if self._file is None:
+            raise ValueError(f"the {self._KIND} writer for {self._path} is closed")
+        return self._file
+
+    def _create_file(self) -> None:
+        """Write a fresh file with all metadata, in SWMR mode, at the final path.
+
+        It is created under a temporary name and renamed once in SWMR mode (after
+        :meth:`_before_rename`), so that the final name never holds a file that a killed writer
+        could leave unreadable.
+        """
+        remove_stale_temporaries(self._path)
+        tmp = temporary_path(self._path)
+        try:
+            self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
+        except OSError as exc:
+            raise self._create_error(exc) from exc
+        try:
+            self._write_metadata()
+            self._file.flush()
+            self._file.swmr_mode = True
+            self._before_rename()
+            os.replace(tmp, self._path)
+        except BaseException as exc:
+            self._file.close()
+            self._file = None
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise self._create_error(exc) from exc
+            raise
+
+    @contextmanager
+    def _metadata_mode(self) -> Iterator[h5py.File]:
+        """Leave SWMR mode (which forbids new objects and attributes) for a metadata change."""
+        self._require_open().close()
+        self._file = None
+        self._file = reopen_writable(self._path, error=self._reopen_error)
+        yield self._file
+        self._file.flush()
+
+    def _enter_swmr(self) -> None:
+        self._file.swmr_mode = True
+
+    def _next_time(self, time: float) -> float:
+        """``time`` as a float, checked to be finite and after the last frame's."""
+        t = float(time)
+        if not math.isfinite(t) or t <= self._last_time:
+            raise ValueError(f"frame times must be finite and increasing, got {t!r} after {self._last_time!r}")
+        return t
+
+    def _append(self, t: float, values: Mapping[str, Any]) -> None:
+        """Append one frame (see :func:`append_frame`); an ``OSError`` becomes :meth:`_write_error`."""
+        k = self._frames
+        try:
+            append_frame(self._require_open(), k, t, values)
+        except OSError as exc:
+            raise self._write_error(k, t, exc) from exc
+        self._frames = k + 1
+        self._last_time = t
+
+    def close(self, status: str = "complete") -> None:
+        """Record ``status`` in the root attributes and close the file (idempotent)."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._file is None:
+            return
+        try:
+            trim_frames(self._file, self._frame_datasets(), self._frames)
+            with self._metadata_mode() as f:
+                f.attrs["status"] = status
+        finally:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close("complete")
+            return
+        try:
+            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed")
+        except Exception:  # never hide the original exception
+            pass
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def fail(path: Path, problem: str, fix: str) -> TrajectoryFileError:
+    """The error for a file that cannot be read: ``"PATH: PROBLEM. FIX"``."""
+    return TrajectoryFileError(f"{path}: {problem}. {fix}")
+
+
+def has_hdf5_signature(path: Path) -> bool:
+    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset + 8 <= size:
+            fh.seek(offset)
+            if fh.read(8) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else 2 * offset
+    return False
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """How :func:`open_readonly` names a kind of file in its errors, and the fixes it suggests."""
+
+    noun: str
+    """E.g. ``"trajectory file"``: "no such {noun}", "is a directory, not a {noun}"."""
+    missing_fix: str
+    """The fix for a path that does not exist."""
+    not_hdf5: str
+    """The problem of a file without the HDF5 signature."""
+    not_hdf5_fix: str
+    """The fix for a file without the HDF5 signature."""
+    unopenable_fix: str
+    """The fix for a file that HDF5 cannot open (for a reason not told apart below)."""
+    regenerate: str | None = None
+    """How to make the file again (e.g. "run ... again to regenerate it").  Given, a truncated file
+    and one left open for writing outside SWMR get their own messages (the latter with an
+    ``h5clear`` hint); ``None``, they get the general one with :attr:`unopenable_fix`."""
+
+
+def open_readonly(path: Path, kind: FileKind) -> tuple[h5py.File, bool]:
+    """Open ``path`` read-only; returns the file and whether SWMR reading was needed.
+
+    A missing path, a directory, an unreadable file, a file that is not HDF5 or that HDF5
+    cannot open raises :class:`~gridflow.errors.TrajectoryFileError` in the words of ``kind``.
+    """
+    if not path.exists():
+        raise fail(path, f"no such {kind.noun}", kind.missing_fix)
+    if path.is_dir():
+        raise fail(path, f"is a directory, not a {kind.noun}", "Give the path of the .h5 file")
+    try:
+        signed = has_hdf5_signature(path)
+    except OSError as exc:
+        raise fail(path, f"cannot be read ({exc.strerror or exc})", "Check the file's permissions") from exc
+    if not signed:
+        raise fail(path, kind.not_hdf5, kind.not_hdf5_fix)
+    errors = []
+    # A plain open first: it checks the file's length and so detects truncation.  Only a file
+    # whose "open for writing" flags are set (a live or killed SWMR writer) is opened with
+    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file).
+    for swmr in (False, True):
+        try:
+            return h5py.File(path, "r", swmr=swmr), swmr
+        except OSError as exc:
+            errors.append(first_line(exc))
+            if "already open for write" not in errors[0]:
+                break
+    text = " / ".join(errors)
+    regen = kind.regenerate
+    if regen is not None and "truncated" in text:
+        raise fail(path, f"the HDF5 file is truncated ({errors[0]})",
+                   f"It was cut short, e.g. by an interrupted copy or a full disk; copy it again or {regen}")
+    if regen is not None and "already open for write" in text:
+        raise fail(path, "was left open for writing by a program that did not close it, outside SWMR mode, "
+                   "so HDF5 refuses to open it", f"Clear the flag with `h5clear -s FILE` (HDF5 tools), or {regen}")
+    raise fail(path, f"cannot be opened as HDF5 ({errors[0]})", kind.unopenable_fix)
+
+
+def read_file(path: Path, kind: FileKind, read: Callable[[h5py.File, Path], T]) -> tuple[T, bool]:
+    """``read(file, path)`` on ``path`` opened by :func:`open_readonly` (closed after); returns
+    its result and whether SWMR reading was needed."""
+    f, swmr = open_readonly(path, kind)
+    try:
+        return read(f, path), swmr
+    finally:
+        f.close()
+
+
+def load_xarray(path: Path, *, swmr: bool, frames: int, fix: str) -> Any:
+    """``path`` opened by xarray (``engine="h5netcdf"``, SWMR if the reader needed it), trimmed
+    to its first ``frames`` (complete) frames and loaded.  Without xarray, ``ImportError``;
+    any other failure raises :func:`fail` with ``fix``."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="h5netcdf", driver_kwds={"swmr": swmr}) as ds:
+            return ds.isel(time=slice(0, frames)).load()
+    except Exception as exc:
+        raise fail(path, f"xarray could not open it ({type(exc).__name__}: {exc})", fix) from exc
