@@ -70,11 +70,24 @@ def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
                      covariance=old.covariance[k],
                      extra={name: float(v[k]) for name, v in old.extra.items() if np.isfinite(v[k])})
         if old.velocity is not None:
-            frame.update(velocity=old.velocity[k], kinetic_energy=float(old.kinetic_energy[k]))
+            frame.update(velocity=old.velocity[k])
+        if old.kinetic_energy is not None:
+            frame.update(kinetic_energy=float(old.kinetic_energy[k]))
         frames.append(frame)
     tiny = np.finfo(float).tiny
     state = State(float(old.time[-1]), np.log(np.maximum(old.density[-1], tiny)), float(old.lambda_[-1]))
     return frames, state
+
+
+def transport_kinetic_energy(problem: Problem, diagnostics: Mapping) -> float:
+    """Kinetic energy of the transport velocity v = -a grad log(rho / pi_lambda) of the W part.
+
+    ||v||^2_{L2(rho)} = a^2 I(rho | pi_lambda), with I the relative Fisher information of the
+    frame's diagnostics (central differences of log(rho / pi_lambda), second order for smooth
+    densities).  For the Fokker–Planck flow this is the kinetic energy of the flow itself
+    (NUMERICS §7); for WFR, of its transport part.
+    """
+    return problem.diffusion ** 2 * float(diagnostics["fisher_information"])
 
 
 def solve(case: Mapping) -> list[Frame]:
@@ -144,9 +157,10 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     path_flow = problem.flow == "path"
+    transport = problem.flow in ("fokker-planck", "wfr")
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
-                          frames=old_frames) as writer:
+                          kinetic_energy=transport, frames=old_frames) as writer:
         total_steps = sum(int(f["extra"].get("steps", 0)) for f in old_frames)
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
@@ -155,7 +169,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
                                kl=d["kl"], kl_tempered=d["kl_tempered"],
                                fisher_information=d["fisher_information"], mean=d["mean"],
                                covariance=d["covariance"], velocity=frame.velocity,
-                               kinetic_energy=frame.kinetic_energy,
+                               kinetic_energy=transport_kinetic_energy(problem, d) if transport
+                               else frame.kinetic_energy,
                                extra={"steps": float(frame.steps), "rejected_steps": float(frame.rejected)})
             if bar is not None and time.monotonic() - started >= 1.0:
                 bar.n = frame.time

@@ -7,7 +7,9 @@ Layout (SPEC §2; names and dimensions are the contract)::
     density(time, x[, y])  log_target(x[, y])  log_reference(x[, y])
     lambda, mass, kl, kl_tempered, fisher_information (time)
     mean(time, dim)  covariance(time, dim, dim2)
-    velocity(time, dim, x[, y]) and kinetic_energy(time)   -- path flow only
+    velocity(time, dim, x[, y])                             -- path flow only
+    kinetic_energy(time)                                    -- path flow; also the transport part of
+                                                               fokker-planck and wfr (a^2 I(rho | pi_lambda))
     <extra>(time)                                           -- further per-frame diagnostics
 
 The storage mechanics (netCDF dimension scales made by hand, one frame per chunk, SWMR
@@ -118,10 +120,11 @@ class TrajectoryWriter(StatusFile):
 
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
-                 frames: Sequence[Mapping[str, Any]] = ()) -> None:
+                 kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
+        self._kinetic = self._path_flow or bool(kinetic_energy)
         self._extra: list[str] = []
         log_target = _as_float_array("log_target", log_target, grid.shape)
         log_reference = _as_float_array("log_reference", log_reference, grid.shape)
@@ -220,6 +223,7 @@ class TrajectoryWriter(StatusFile):
         self._series("covariance", ("time", "dim", "dim2"), (g.dim, g.dim))
         if self._path_flow:
             self._series("velocity", ("time", "dim", *axes), (g.dim, *g.shape))
+        if self._kinetic:
             self._series("kinetic_energy", ("time",), ())
         for name in self._extra:
             self._extra_series(name)
@@ -249,8 +253,9 @@ class TrajectoryWriter(StatusFile):
                     extra: Mapping[str, float] | None = None) -> None:
         """Append one frame to every time-dimension dataset, then flush the file.
 
-        ``velocity`` (shape ``(dim, *grid.shape)``) and ``kinetic_energy`` are required for a
-        path-flow writer and not allowed otherwise.  ``extra`` holds further scalar diagnostics;
+        ``velocity`` (shape ``(dim, *grid.shape)``) is required for a path-flow writer and not
+        allowed otherwise; ``kinetic_energy`` likewise for a writer created with ``path_flow`` or
+        ``kinetic_energy``.  ``extra`` holds further scalar diagnostics;
         each name becomes a ``(time)`` dataset on first use (NaN in frames that lack it).
         """
         self._require_open()
@@ -267,9 +272,14 @@ class TrajectoryWriter(StatusFile):
             if velocity is None or kinetic_energy is None:
                 raise ValueError("a path-flow trajectory needs velocity and kinetic_energy in every frame")
             values["velocity"] = _as_float_array("velocity", velocity, (g.dim, *g.shape))
+        elif velocity is not None:
+            raise ValueError("velocity is written only when path_flow=True")
+        if self._kinetic:
+            if kinetic_energy is None:
+                raise ValueError("this trajectory records kinetic_energy: give it in every frame")
             values["kinetic_energy"] = np.float64(kinetic_energy)
-        elif velocity is not None or kinetic_energy is not None:
-            raise ValueError("velocity and kinetic_energy are written only when path_flow=True")
+        elif kinetic_energy is not None:
+            raise ValueError("kinetic_energy is written only when path_flow=True or kinetic_energy=True")
         extra = dict(extra or {})
         for name in extra:
             if not isinstance(name, str) or not name or "/" in name or name in _KNOWN:
@@ -398,8 +408,9 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     dim = 2 if two_d else 1
     series = ["density", *FRAME_FIELDS, "mean", "covariance"]
     path_flow = "velocity" in f and "kinetic_energy" in f
-    if path_flow:
-        series += ["velocity", "kinetic_energy"]
+    kinetic = "kinetic_energy" in f
+    series += ["velocity"] if path_flow else []
+    series += ["kinetic_energy"] if kinetic else []
     extras = _time_series_names(f)
     try:
         n = min(f[name].shape[0] for name in ("time", *series, *extras))
@@ -430,7 +441,7 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             kl_tempered=get("kl_tempered", True), fisher_information=get("fisher_information", True),
             mean=get("mean", True), covariance=get("covariance", True),
             velocity=get("velocity", True) if path_flow else None,
-            kinetic_energy=get("kinetic_energy", True) if path_flow else None,
+            kinetic_energy=get("kinetic_energy", True) if kinetic else None,
             extra={name: get(name, True) for name in extras}, path=str(path))
     except TrajectoryFileError:
         raise
