@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", default="outputs/reproduce",
                      help="directory; each reproduction writes into a subdirectory named after it")
     rep.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    rep.add_argument("--publish", metavar="DOCS", default=None,
+                     help="also copy the report and figures into DOCS (e.g. docs) as reproductions-NAME.md "
+                          "and figures/NAME/")
     return p
 
 
@@ -219,13 +222,16 @@ def _cmd_reproduce(args) -> int:
     import time
     from pathlib import Path
 
-    from gridflow.reproduce import REPRODUCTIONS, reproduce
+    from gridflow.reproduce import REPRODUCTIONS, publish, reproduce
 
     names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
     for name in names:
         start = time.monotonic()
-        report = reproduce(name, Path(args.output) / name, progress=not args.quiet and sys.stderr.isatty())
+        out = Path(args.output) / name
+        report = reproduce(name, out, progress=not args.quiet and sys.stderr.isatty())
         print(f"wrote {report} ({time.monotonic() - start:.0f} s)", file=sys.stderr)
+        if args.publish:
+            print(f"wrote {publish(name, out, args.publish)}", file=sys.stderr)
     return 0
 
 

@@ -7,12 +7,15 @@ Each reproduction is a module exposing::
 
 ``reproduce`` regenerates every number and figure of the reproduction into ``out_dir``
 (tables as JSON/CSV, figures as PNG, and a Markdown report ``report.md``) and returns the
-report's path.  The committed copies under ``docs/`` are produced by the same function.
+report's path.  The committed copies under ``docs/`` (``docs/reproductions-NAME.md`` and
+``docs/figures/NAME/``) are made from that output by :func:`publish`
+(``gridflow reproduce NAME --publish docs``).
 """
 
 from __future__ import annotations
 
 import importlib
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +40,24 @@ def reproduce(name: str, out_dir: str | Path, *, progress: bool = False) -> Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return get(name).reproduce(out, progress=progress)
+
+
+def publish(name: str, out_dir: str | Path, docs_dir: str | Path) -> Path:
+    """Copy reproduction ``name``'s report and figures from ``out_dir`` into ``docs_dir``.
+
+    Writes ``docs_dir/reproductions-NAME.md`` and ``docs_dir/figures/NAME/*.png`` with image
+    links that work from ``docs_dir``; returns the report's path.  A module may provide its
+    own ``publish(out_dir, docs_dir)``; otherwise its figures must live in
+    ``out_dir/figures/NAME/`` and be linked relatively from ``report.md``.
+    """
+    module = get(name)
+    out, docs = Path(out_dir), Path(docs_dir)
+    if hasattr(module, "publish"):
+        return module.publish(out, docs)
+    figures = docs / "figures" / name
+    figures.mkdir(parents=True, exist_ok=True)
+    for png in sorted((out / "figures" / name).glob("*.png")):
+        shutil.copyfile(png, figures / png.name)
+    target = docs / f"reproductions-{name}.md"
+    shutil.copyfile(out / "report.md", target)
+    return target
