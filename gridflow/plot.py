@@ -41,7 +41,8 @@ def _diagnostics(axes, tr) -> None:
     label = "KL divergence"
     if tr.kinetic_energy is not None:  # path flow: the action of the prescribed curve
         energy = np.where(tr.kinetic_energy > 0, tr.kinetic_energy, np.nan)
-        ax_kl.semilogy(tr.time, energy, color="C4", label=r"kinetic energy $\|v_t\|^2_{L^2(\rho_t)}$")
+        what = "kinetic energy" if tr.velocity is not None else "transport kinetic energy"
+        ax_kl.semilogy(tr.time, energy, color="C4", label=what + r" $\|v_t\|^2_{L^2(\rho_t)}$")
         positive.append(energy)
         label = "KL divergence, kinetic energy"
     values = np.concatenate(positive)
