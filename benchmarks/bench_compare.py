@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
 from gridflow.grid import Grid
 from gridflow.metrics import compare
 from gridflow.sampling import sample_grid_density
+
+from timing import measure  # benchmarks/timing.py (scripts run from benchmarks/)
 
 
 def frame_1d(shift: float = 0.0) -> tuple[Grid, np.ndarray]:
@@ -39,15 +40,6 @@ def frame_2d(shift: float = 0.0) -> tuple[Grid, np.ndarray]:
     b = np.exp(-0.5 * ((x - 3.0) ** 2 + (y - 2.0) ** 2 / 0.5))
     rho = 0.5 * a / a.sum() + 0.5 * b / b.sum()
     return grid, rho / (rho.sum() * grid.cell_volume)
-
-
-def measure(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def main() -> None:

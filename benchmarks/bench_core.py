@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from timing import measure  # benchmarks/timing.py (scripts run from benchmarks/)
 
 
 def case_1d() -> dict:
@@ -48,15 +49,6 @@ def case_2d() -> dict:
         "time": {"end": 2.0, "save_every": 0.1, "tolerance": 1e-6},
         "output": {"path": "outputs/bench-2d.h5"},
     }
-
-
-def measure(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def main() -> None:
