@@ -7,6 +7,8 @@ The Python API mirrors the command line::
     path = gridflow.run(case)                  # writes the trajectory file, returns its path
     tr = gridflow.open_trajectory(path)        # arrays: tr.time, tr.x, tr.density, tr.kl, ...
     frames = gridflow.solve(case)              # or: solve in memory, no file
+    x = gridflow.sample(path, time=4.0, n=1000, seed=1)          # exact iid samples of rho_4
+    result = gridflow.compare(path, particles, time=4.0)          # distances, noise floors, p-value
 
 Lower layers are plain objects: :class:`~gridflow.grid.Grid`, :class:`~gridflow.problem.Problem`
 (densities as log arrays), :class:`~gridflow.stepper.Stepper` (the time integrator) and
@@ -37,8 +39,43 @@ def open_trajectory(path, *, as_xarray=False):
     return _open(path, as_xarray=as_xarray)
 
 
+def _trajectory(trajectory):
+    from gridflow.trajectory import Trajectory
+
+    return trajectory if isinstance(trajectory, Trajectory) else open_trajectory(trajectory)
+
+
+def sample(trajectory, *, time: float, n: int, seed=None):
+    """Exact iid samples (n x dim) of the saved density at ``time`` (``gridflow sample``).
+
+    ``trajectory`` is a path or an opened :class:`~gridflow.trajectory.Trajectory`.
+    """
+    from gridflow.sampling import sample_grid_density
+
+    if int(n) < 1:
+        raise InputError(f"n must be a positive number of samples, got {n}.")
+    tr = _trajectory(trajectory)
+    return sample_grid_density(tr.grid, tr.density[tr.frame(time)], int(n), rng=seed)
+
+
+def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0) -> dict:
+    """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
+
+    Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
+    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`).
+    """
+    from gridflow.metrics import compare as _compare
+    from gridflow.sampling import check_samples
+
+    tr = _trajectory(trajectory)
+    i = tr.frame(time)
+    samples, weights = check_samples(samples, weights, dim=tr.dim)
+    return {"time": float(tr.time[i]),
+            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap)}
+
+
 __all__ = [
     "__version__", "Grid", "Problem", "Stepper", "Frame", "simulate", "solve", "run", "load_case",
-    "open_trajectory", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
+    "open_trajectory", "sample", "compare", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
     "TrajectoryFileError", "NumericalError", "BoundaryMassWarning",
 ]
