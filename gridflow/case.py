@@ -28,6 +28,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import tomli_w
 
 from gridflow.errors import CaseError, ExpressionError
@@ -401,6 +402,10 @@ SCHEDULES: dict[str, Schema] = {
         "values": Field(nums(nonempty=True, ge=0.0, le=1.0, example="values = [0.0, 1.0]"),
                         example="values = [0.0, 1.0]", expected="values of lambda in [0, 1]"),
     },
+    "expression": {
+        "lambda": Field(text(), example="lambda = \"1 - 1/(2 + t/0.3)\"",
+                        expected="a formula in t with values in [0, 1] (smooth; use a table for kinks)"),
+    },
     "adaptive": {
         "rule": Field(text(choices=ADAPTIVE_RULES), example="rule = \"ess\"",
                       expected="one of " + ", ".join(ADAPTIVE_RULES)),
@@ -417,7 +422,29 @@ def _schedule(v: Any, path: str, ctx: _Ctx) -> dict:
     if sched["kind"] == "table" and len(sched["times"]) != len(sched["values"]):
         _fail(_join(path, "values"), sched["values"], f"{len(sched['times'])} values (one per entry of times)",
               "Give times and values the same length.")
+    if sched["kind"] == "expression":
+        from gridflow.expression import parse_expression
+
+        try:
+            parse_expression(sched["lambda"], variables=("t",))
+        except ExpressionError as exc:
+            raise ExpressionError(f"{_join(path, 'lambda')}: {exc}") from None
     return sched
+
+
+def _check_schedule_range(schedule: Mapping, path: str, end: float) -> None:
+    """An ``expression`` schedule must be finite and in [0, 1] on [0, end] (checked on 10001 times)."""
+    from gridflow.schedule import schedule_from_table
+
+    t = np.linspace(0.0, end, 10001)
+    with np.errstate(all="ignore"):
+        lam = schedule_from_table(schedule).values(t)
+    bad = ~np.isfinite(lam) | (lam < 0.0) | (lam > 1.0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise CaseError(f"{path}.lambda: the formula gives lambda({t[k]:.6g}) = {lam[k]!r}, outside [0, 1] "
+                        f"(checked on [0, time.end = {end:g}]). Write a formula with values in [0, 1], e.g. "
+                        f"\"1 - exp(-t/5)\" or \"minimum(t/5, 1)\".")
 
 
 def _reference(v: Any, path: str, ctx: _Ctx) -> str | dict:
@@ -527,6 +554,8 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
                             "initial": initial}
     if "tempering" in raw:
         case["tempering"] = _table(raw["tempering"], "tempering", SECTIONS["tempering"], ctx, example="[tempering]")
+        if (case["tempering"].get("schedule") or {}).get("kind") == "expression":
+            _check_schedule_range(case["tempering"]["schedule"], "tempering.schedule", end)
     elif flow["kind"] == "path":
         case["tempering"] = {"reference": "initial", "schedule": {"kind": "linear", "duration": end}}
     output = _table(raw.get("output", {}), "output", SECTIONS["output"], ctx, example="[output]")

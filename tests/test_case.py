@@ -422,7 +422,7 @@ REJECTIONS: list[tuple[str, Any, list[str]]] = [
     ("adaptive-scale", S("tempering", {"schedule": {**_ADAPTIVE, "scale": 0}}), ["tempering.schedule.scale", "> 0"]),
     ("schedule-no-kind", S("tempering", {"schedule": {"duration": 1}}), ["tempering.schedule.kind is missing"]),
     ("schedule-bad-kind", S("tempering", {"schedule": {"kind": "cosine"}}),
-     ["tempering.schedule.kind", '"constant", "linear", "exponential", "table", "adaptive"']),
+     ["tempering.schedule.kind", '"constant", "linear", "exponential", "table", "expression", "adaptive"']),
     ("tempering-no-schedule", S("tempering", {"reference": "initial"}), ["tempering.schedule is missing"]),
     ("reference-string", S("tempering", {"reference": "final", "schedule": {"kind": "linear", "duration": 1}}),
      ["tempering.reference", '"initial" or a distribution table']),

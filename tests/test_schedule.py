@@ -58,3 +58,59 @@ def test_derivative_matches_finite_differences(table):
         assert sched.derivative(t) == pytest.approx(fd, rel=1e-6, abs=1e-8)
     lin = schedule_from_table({"kind": "linear", "duration": 2.0})
     assert lin.derivative(2.0) == 0.5 and lin.derivative(0.0) == 0.5 and lin.derivative(2.5) == 0.0
+
+
+# --------------------------------------------------------------------------- expression schedules
+
+def _fr_case(schedule: dict, flow: str = "fisher-rao") -> dict:
+    from gridflow.case import parse_case
+
+    return parse_case({"name": "expr", "grid": {"lower": [-8.0], "upper": [12.0], "cells": [500]},
+                       "initial": {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
+                       "target": {"kind": "mixture", "weights": [0.5, 0.5],
+                                  "components": [{"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
+                                                 {"kind": "gaussian", "mean": [4.0], "cov": [[1.0]]}]},
+                       "tempering": {"schedule": schedule}, "flow": {"kind": flow},
+                       "time": {"end": 3.0, "save_times": [0.0, 0.5, 1.5, 3.0], "tolerance": 1e-8}})
+
+
+def test_expression_schedule_matches_the_closed_form_exponential():
+    from gridflow.runner import solve
+
+    for flow in ("fisher-rao", "wfr"):
+        a = solve(_fr_case({"kind": "expression", "lambda": "1 - exp(-0.5*t)"}, flow))
+        b = solve(_fr_case({"kind": "exponential", "rate": 0.5}, flow))
+        for fa, fb in zip(a, b):
+            assert fa.lam == pytest.approx(fb.lam, abs=1e-15)
+            # same steps, FR weights equal to ~1e-16 (quadrature vs closed form)
+            assert np.abs(fa.density - fb.density).sum() * 0.04 <= 1e-12
+
+
+def test_fisher_rao_with_the_hyperbolic_schedule_is_exact():
+    """lambda = 1 - 1/(2 + t/0.3) (Crucinio & Pathiraja): rho_t ∝ rho_0^(1-J) pi^J, J = ∫ e^{-(t-s)} lambda(s) ds."""
+    from scipy.integrate import quad
+
+    from gridflow.problem import Problem
+    from gridflow.runner import solve
+
+    case = _fr_case({"kind": "expression", "lambda": "1 - 1/(2 + t/0.3)"})
+    problem = Problem.from_case(case)
+    for frame in solve(case):
+        t = frame.time
+        j = quad(lambda s: np.exp(-(t - s)) * (1 - 1 / (2 + s / 0.3)), 0.0, t, epsabs=1e-15)[0]
+        log_exact = (1 - j) * problem.log_initial + j * problem.path.log_target
+        exact = np.exp(log_exact - log_exact.max())
+        exact /= exact.sum() * problem.grid.cell_volume
+        assert np.abs(frame.density - exact).sum() * problem.grid.cell_volume <= 1e-12
+        assert frame.lam == pytest.approx(1 - 1 / (2 + t / 0.3), abs=1e-15)
+
+
+def test_expression_schedules_are_validated():
+    from gridflow.errors import CaseError, ExpressionError
+
+    with pytest.raises(ExpressionError, match="tempering.schedule.lambda"):
+        _fr_case({"kind": "expression", "lambda": "1 - exp(-x)"})
+    with pytest.raises(CaseError, match=r"outside \[0, 1\]"):
+        _fr_case({"kind": "expression", "lambda": "t/2"})          # exceeds 1 after t = 2
+    with pytest.raises(CaseError, match=r"outside \[0, 1\]"):
+        _fr_case({"kind": "expression", "lambda": "log(t)"})       # -inf at t = 0
