@@ -1,6 +1,6 @@
 """The Crucinio & Pathiraja reproduction (gridflow/reproduce/crucinio_pathiraja.py, cases/papers/cp-*.toml).
 
-Fast checks of its pieces (exact MMD^2, the tabulated schedule, the case files, the oracles) and the
+Fast checks of its pieces (exact MMD^2, the expression schedule, the case files, the oracles) and the
 property the paper proves, 'tempered FR KL >= plain FR KL at every saved time', over every configuration
 the reproduction runs, on coarse grids.  The grid FR flow from rho_0 = pi_0 is pi_J(t) on any grid
 (the FR step is exact in log space), so the property holds exactly on coarse grids too: the only
@@ -10,7 +10,6 @@ tolerance is round-off of the grid KL.  The full reproduction is behind ``-m slo
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -133,16 +132,21 @@ def test_case_files_are_valid_and_consistent():
         cases["cp-bimodal-2d.toml"]["grid"]
 
 
-def test_hyperbolic_table_schedule():
-    raw = tomllib.loads((CASES / "cp-bimodal-hyperbolic.toml").read_text())
-    times, values = raw["tempering"]["schedule"]["times"], raw["tempering"]["schedule"]["values"]
-    t_gen, v_gen = cp.hyperbolic_table()
-    np.testing.assert_array_equal(times, t_gen)               # the file is the generator's output
-    np.testing.assert_array_equal(values, v_gen)
-    assert times[0] == 0.0 and values[0] == 0.5 and times[-1] == 60.0
-    np.testing.assert_allclose(values, 1 - 1 / (2 + np.asarray(times) / 0.3), rtol=0, atol=1e-15)
-    # chord error of the concave lambda: at most 0.3 du^2 <= 1e-6 per interval (hyperbolic_table docstring)
-    assert cp.table_interpolation_error(times, values, samples=256) <= 1e-6
+def test_hyperbolic_schedule_is_the_exact_expression():
+    from gridflow.schedule import schedule_from_table
+
+    sched = load_case(CASES / "cp-bimodal-hyperbolic.toml")["tempering"]["schedule"]
+    assert sched == {"kind": "expression", "lambda": "1 - 1/(2 + t/0.3)"}
+    assert cp.SCHEDULES_B["hyperbolic"] == '{ kind = "expression", lambda = "1 - 1/(2 + t/0.3)" }'
+    # the 2D runs' override gives the same schedule
+    c2 = load_case(CASES / "cp-bimodal-2d.toml", overrides=[f"tempering.schedule={cp.SCHEDULES_B['hyperbolic']}"])
+    assert c2["tempering"]["schedule"] == sched
+    s = schedule_from_table(sched)
+    t = np.concatenate([np.linspace(0.0, 60.0, 6001), [1e-12, 0.3, 0.6, 59.999, 100.0]])
+    for ti in t:
+        assert s.value(ti) == pytest.approx(1 - 1 / (2 + ti / 0.3), rel=0, abs=1e-15), ti
+    np.testing.assert_allclose(s.values(t), cp.hyperbolic(t), rtol=0, atol=1e-15)
+    assert s.value(0.0) == 0.5
 
 
 def test_fr_exponent_of_the_hyperbolic_schedule():
@@ -184,14 +188,13 @@ def test_tempered_fr_never_faster():
                                                                  f"tempering.schedule.variance={var}"], 100.0, 1.0)
             _assert_never_faster(plain, tempered, f"{rule} {var}")
     # (d) 2D, two separations, the three schedules
-    hyper = cp._hyperbolic_override()
     for m in (2, 6):
         ov = fr + cp.bimodal_2d_overrides(m, H_COARSE_2D)
         plain = _kl_run("cp-bimodal-2d.toml", ov, 60.0, 1.0)
         for sched, spec in cp.SCHEDULES_B.items():
             if sched == "plain":
                 continue
-            extra = [hyper] if sched == "hyperbolic" else [f"tempering.schedule={spec}"]
+            extra = [f"tempering.schedule={spec}"]
             _assert_never_faster(plain, _kl_run("cp-bimodal-2d.toml", ov + extra, 60.0, 1.0), f"2D m={m} {sched}")
 
 
