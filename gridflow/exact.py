@@ -30,6 +30,8 @@ Schedule = Callable[[float], float]
 """lambda(t) in [0, 1]."""
 
 __all__ = [
+    "REFERENCE_KL_TIMES",
+    "REFERENCE_KL_TABLE",
     "Schedule",
     "constant_schedule",
     "linear_schedule",
@@ -425,3 +427,19 @@ def fisher_rao_exponent(
             prev = tk
         out[i] = j
     return out
+
+
+REFERENCE_KL_TIMES = (1.0, 2.0, 5.0, 10.0)
+"""Times of :data:`REFERENCE_KL_TABLE`."""
+
+REFERENCE_KL_TABLE = {
+    ("fokker-planck", False): [(0.18312, 1e-5), (0.08793, 1e-5), (0.01669, 1e-5), (1.886e-3, 1e-6)],
+    ("fisher-rao", False): [(0.21011, 1e-5), (0.05999, 1e-5), (2.83e-4, 1e-6), (1.3e-8, 1e-9)],
+    ("wfr", False): [(0.06741, 1e-5), (0.00680, 1e-5), (4.1e-6, 1e-7), (0.0, 1e-9)],
+    ("fokker-planck", True): [(0.48503, 1e-5), (0.45081, 1e-5), (0.32651, 1e-5), (0.07113, 1e-5)],
+    ("fisher-rao", True): [(0.49131, 1e-5), (0.46217, 1e-5), (0.33647, 1e-5), (0.03813, 1e-5)],
+    ("wfr", True): [(0.48027, 1e-5), (0.44274, 1e-5), (0.30931, 1e-5), (0.01987, 1e-5)],
+}
+"""The published KL table of NUMERICS §5: KL(rho_t || N(1, 5)) from N(0, 1), unit weights, at
+:data:`REFERENCE_KL_TIMES`, keyed by (flow, tempered with lambda = min(t/10, 1)); each entry is
+(value as printed, one unit of its last printed digit)."""

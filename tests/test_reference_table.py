@@ -12,20 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gridflow.exact import REFERENCE_KL_TABLE, REFERENCE_KL_TIMES
 from gridflow.problem import Problem
 from gridflow.solver import simulate
 from tests.reference import gaussian, make_case
 
-TIMES = [1.0, 2.0, 5.0, 10.0]
-# (value as printed, one unit of its last digit)
-TABLE = {
-    ("fokker-planck", False): [(0.18312, 1e-5), (0.08793, 1e-5), (0.01669, 1e-5), (1.886e-3, 1e-6)],
-    ("fisher-rao", False): [(0.21011, 1e-5), (0.05999, 1e-5), (2.83e-4, 1e-6), (1.3e-8, 1e-9)],
-    ("wfr", False): [(0.06741, 1e-5), (0.00680, 1e-5), (4.1e-6, 1e-7), (0.0, 1e-9)],
-    ("fokker-planck", True): [(0.48503, 1e-5), (0.45081, 1e-5), (0.32651, 1e-5), (0.07113, 1e-5)],
-    ("fisher-rao", True): [(0.49131, 1e-5), (0.46217, 1e-5), (0.33647, 1e-5), (0.03813, 1e-5)],
-    ("wfr", True): [(0.48027, 1e-5), (0.44274, 1e-5), (0.30931, 1e-5), (0.01987, 1e-5)],
-}
+TIMES = list(REFERENCE_KL_TIMES)
+TABLE = REFERENCE_KL_TABLE  # (value as printed, one unit of its last digit)
 
 
 @pytest.mark.parametrize("flow,tempered", list(TABLE))

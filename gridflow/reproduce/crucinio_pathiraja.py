@@ -49,6 +49,7 @@ from scipy import optimize, signal, special
 from scipy.integrate import solve_ivp
 
 from gridflow.case import load_case
+from gridflow.exact import REFERENCE_KL_TABLE
 from gridflow.grid import Grid
 
 TITLE = ("Crucinio & Pathiraja, 'Properties and limitations of geometric tempering for gradient flow "
@@ -318,14 +319,8 @@ GAUSS = {  # name -> (case file, target mean, target variance, cells at level 0)
 LEVELS_A = {0: {"refine": 1, "tol": 1e-6}, 1: {"refine": 2, "tol": 1e-7}}
 TABLE_TIMES_A = (1.0, 2.0, 5.0, 10.0)
 #: NUMERICS §5's reference table for pi = N(1, 5): (value as printed, one unit of its last digit), t = 1, 2, 5, 10
-REFERENCE_TABLE = {
-    ("W", False): [(0.18312, 1e-5), (0.08793, 1e-5), (0.01669, 1e-5), (1.886e-3, 1e-6)],
-    ("FR", False): [(0.21011, 1e-5), (0.05999, 1e-5), (2.83e-4, 1e-6), (1.3e-8, 1e-9)],
-    ("WFR", False): [(0.06741, 1e-5), (0.00680, 1e-5), (4.1e-6, 1e-7), (0.0, 1e-9)],
-    ("W", True): [(0.48503, 1e-5), (0.45081, 1e-5), (0.32651, 1e-5), (0.07113, 1e-5)],
-    ("FR", True): [(0.49131, 1e-5), (0.46217, 1e-5), (0.33647, 1e-5), (0.03813, 1e-5)],
-    ("WFR", True): [(0.48027, 1e-5), (0.44274, 1e-5), (0.30931, 1e-5), (0.01987, 1e-5)],
-}
+REFERENCE_TABLE = {(short, tempered): REFERENCE_KL_TABLE[(FLOWS[short], tempered)]
+                   for short in FLOWS for tempered in (False, True)}
 #: the finer runs of the tempered flows go on after lambda = 1 (t = 10) to measure the decay rates
 RATE_END_A = {"wide": 30.0, "narrow": 14.0}
 
