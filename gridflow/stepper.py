@@ -182,6 +182,7 @@ class Stepper:
         """Integrate from ``state`` to exactly ``t_end`` with adaptive steps."""
         vol = self.grid.cell_volume
         eps = 1e-12 * max(1.0, abs(t_end))
+        kl_before: tuple[State, float] | None = None  # KL of the current state, kept across rejected tries
         while t_end - state.t > eps:
             dt = min(self.dt, self.max_step, t_end - state.t)
             clipped = dt < self.dt
@@ -192,12 +193,15 @@ class Stepper:
                 dt = t_end - state.t
             full = self.step(state, dt)
             half = self.step(self.step(state, 0.5 * dt), 0.5 * dt)
-            diff = np.abs(density_from_log(half.log_rho) - density_from_log(full.log_rho)).sum() * vol
+            rho_half, rho_full = density_from_log(half.log_rho), density_from_log(full.log_rho)
+            diff = np.abs(rho_half - rho_full).sum() * vol
             err = (diff + abs(half.lam - full.lam)) / 3.0
             ok = bool(np.isfinite(err)) and err <= self.tolerance and not np.isnan(half.log_rho).any()
             if ok and self._target_fixed(state):
                 log_pi = self.path.log_density(state.lam)
-                kl0 = kl_divergence(state.log_rho, log_pi, self.grid)
+                if kl_before is None or kl_before[0] is not state:
+                    kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
+                kl0 = kl_before[1]
                 kl1 = kl_divergence(half.log_rho, log_pi, self.grid)
                 if kl1 > kl0 + 1e-13 * max(1.0, abs(kl0)):
                     ok = False
@@ -206,8 +210,7 @@ class Stepper:
                 t_new = t_end if t_end - (state.t + dt) < eps else state.t + dt
                 new_log = half.log_rho
                 if self.extrapolate:
-                    rh = density_from_log(half.log_rho)
-                    ex = rh + (rh - density_from_log(full.log_rho)) / 3.0
+                    ex = rho_half + (rho_half - rho_full) / 3.0
                     if ex.min() >= 0.0:
                         with np.errstate(divide="ignore"):
                             new_log = np.log(ex)
