@@ -82,10 +82,10 @@ def _cmd_run(args) -> int:
     if args.resume:
         from pathlib import Path
 
-        from gridflow.trajectory import open_trajectory
+        from gridflow.trajectory import trajectory_attrs
 
         target = Path(args.output if args.output is not None else case["output"]["path"])
-        done_before = target.exists() and open_trajectory(target).status == "complete"
+        done_before = target.exists() and trajectory_attrs(target).get("status") == "complete"
     path = run(case, output=args.output, progress=progress, resume=args.resume)
     if done_before:
         print(f"{path} is already complete: nothing to resume", file=sys.stderr)
@@ -104,13 +104,8 @@ def _cmd_info(args) -> int:
 
 def summary(tr) -> str:
     """A short human-readable summary of a trajectory."""
-    import tomllib
-
     g = tr.grid
-    try:
-        case = tomllib.loads(str(tr.attrs.get("case", "")))
-    except tomllib.TOMLDecodeError:
-        case = {}
+    case = tr.case
     lines = [
         f"file:      {tr.path}",
         f"case:      {case.get('name', '')}" + (f" ({case['description']})" if case.get("description") else ""),

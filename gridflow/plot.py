@@ -24,12 +24,7 @@ def _tempered(tr, lam: float) -> np.ndarray:
 
 def _case_name(tr) -> str:
     """``"NAME: "`` from the case stored in the file, or ``""``."""
-    import tomllib
-
-    try:
-        name = tomllib.loads(str(tr.attrs.get("case", ""))).get("name", "")
-    except tomllib.TOMLDecodeError:
-        return ""
+    name = tr.case.get("name", "")
     return f"{name}: " if name else ""
 
 

@@ -48,6 +48,15 @@ def _case_differences(old_text: str, case: Mapping) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if k != "output.path" and old.get(k) != new.get(k))
 
 
+def _check_same_case(path: Path, attrs: Mapping, case: Mapping) -> None:
+    """:class:`InputError` naming the differing keys if the file at ``path`` was written by another case."""
+    diff = _case_differences(str(attrs.get("case", "")), case)
+    if diff:
+        raise InputError(
+            f"Cannot resume {path}: it was written by a different case (differing keys: {', '.join(diff)}). "
+            "Resume with the same case file and --set options, or run without --resume to start afresh.")
+
+
 def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
     """Frames of the interrupted trajectory ``old`` and the state to continue from.
 
@@ -55,11 +64,7 @@ def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
     t, lambda and log of the cell densities (cells whose density underflowed to 0, i.e. below
     1e-308, restart at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
     """
-    diff = _case_differences(str(old.attrs.get("case", "")), case)
-    if diff:
-        raise InputError(
-            f"Cannot resume {old.path}: it was written by a different case (differing keys: {', '.join(diff)}). "
-            "Resume with the same case file and --set options, or run without --resume to start afresh.")
+    _check_same_case(Path(old.path), old.attrs, case)
     if not len(old.time):
         return None
     frames = []
@@ -110,7 +115,7 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     file or one without frames is computed from the start.
     """
     from gridflow.case import dumps_case
-    from gridflow.trajectory import TrajectoryWriter, open_trajectory
+    from gridflow.trajectory import TrajectoryWriter, open_trajectory, trajectory_attrs
 
     path = Path(output if output is not None else case["output"]["path"])
     problem = Problem.from_case(case)
@@ -120,10 +125,11 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     old_frames: list[dict] = []
     state = None
     if resume and path.exists():
-        old = open_trajectory(path)
-        point = _resume_point(old, case)  # checks that the same case wrote it
-        if old.status == "complete":
+        attrs = trajectory_attrs(path)
+        if attrs.get("status") == "complete":
+            _check_same_case(path, attrs, case)
             return path
+        point = _resume_point(open_trajectory(path), case)  # also checks that the same case wrote it
         if point is not None:
             old_frames, state = point
     times = all_times

@@ -352,6 +352,16 @@ class Trajectory:
         return 1 if self.y is None else 2
 
     @property
+    def case(self) -> dict[str, Any]:
+        """The resolved case stored in the file (the ``case`` attribute, parsed); ``{}`` if absent or unreadable."""
+        import tomllib
+
+        try:
+            return tomllib.loads(str(self.attrs.get("case", "")))
+        except tomllib.TOMLDecodeError:
+            return {}
+
+    @property
     def grid(self) -> Grid:
         """The grid, rebuilt from the cell bounds (boundary from the ``boundary`` attribute)."""
         bnds = [self.x_bnds] if self.y_bnds is None else [self.x_bnds, self.y_bnds]
@@ -457,6 +467,12 @@ def _to_xarray(path: Path, swmr: bool, frames: int):
                            "instead, or regenerate it with `gridflow run`")
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError("as_xarray=True needs xarray and h5netcdf (pip install xarray h5netcdf)") from exc
+
+
+def trajectory_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The root attributes of a trajectory file (``status``, ``case``, ...) without reading its arrays."""
+    attrs, _ = read_file(Path(path), _FILE_KIND, lambda f, _path: read_attrs(f))
+    return attrs
 
 
 def open_trajectory(path: str | os.PathLike, *, as_xarray: bool = False) -> Trajectory | Any:
