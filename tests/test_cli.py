@@ -83,24 +83,24 @@ def test_overrides_are_applied_and_recorded(tmp_path):
         assert "cells = [\n    200,\n]" in f.attrs["case"] or "200" in f.attrs["case"]
 
 
+def _initial_expression(log_density: str) -> str:
+    """GOOD with the initial density replaced by an ``expression`` (TOML-escaped by the caller)."""
+    return GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
+                        f'kind = "expression"\nlog_density = "{log_density}"\n[tempering]')
+
+
 BAD_CASES = {
     "toml syntax": ("name = 'x'\n[grid\nlower = [0.0]", "line"),
     "unknown key": (GOOD.replace("[flow]", "[flow]\nspeed = 2"), "flow.speed"),
     "wrong type": (GOOD.replace("cells = [300]", 'cells = ["many"]'), "grid.cells"),
     "negative cells": (GOOD.replace("cells = [300]", "cells = [-5]"), "grid.cells"),
     "not positive definite": (GOOD.replace("cov = [[1.0]]\n[tempering]", "cov = [[-1.0]]\n[tempering]"), "positive"),
-    "import in expression": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                          'kind = "expression"\nlog_density = "__import__(\'os\')"\n[tempering]'), "__import__"),
-    "attribute access": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                      'kind = "expression"\nlog_density = "x.real"\n[tempering]'), "."),
-    "unknown name": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                  'kind = "expression"\nlog_density = "open(x)"\n[tempering]'), "open"),
-    "NaN on the grid": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                     'kind = "expression"\nlog_density = "log(x)"\n[tempering]'), "NaN"),
-    "+inf on the grid": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                      'kind = "expression"\nlog_density = "1/(x - x)"\n[tempering]'), "inf"),
-    "zero everywhere": (GOOD.replace('kind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n[tempering]',
-                                     'kind = "expression"\nlog_density = "-1e308*1e308 + 0*x"\n[tempering]'), "zero"),
+    "import in expression": (_initial_expression("__import__('os')"), "__import__"),
+    "attribute access": (_initial_expression("x.real"), "."),
+    "unknown name": (_initial_expression("open(x)"), "open"),
+    "NaN on the grid": (_initial_expression("log(x)"), "NaN"),
+    "+inf on the grid": (_initial_expression("1/(x - x)"), "inf"),
+    "zero everywhere": (_initial_expression("-1e308*1e308 + 0*x"), "zero"),
     "missing required": (GOOD.replace("[initial]\nkind = \"gaussian\"\nmean = [0.0]\ncov = [[1.0]]\n", ""), "initial"),
 }
 
