@@ -1432,8 +1432,8 @@ def render_report(a: dict, b: dict, c: dict, d: dict, p: dict, res: dict, figs: 
     hyp = load_case(CASE_DIR / "cp-bimodal-hyperbolic.toml")["tempering"]["schedule"]
     w(f"* **The schedule 1 - 1/(2 + t/0.3)** (lambda(0) = 1/2) is the `expression` schedule "
       f"`lambda = \"{hyp['lambda']}\"` of `cp-bimodal-hyperbolic.toml` (passed as an override in 2D), evaluated "
-      f"exactly at every time: the Fisher–Rao weight integral of each step is computed by adaptive quadrature "
-      f"(to ~1e-14), so the schedule adds no error of its own.")
+      f"exactly at every time: the Fisher–Rao weight integral of each step is computed by Gauss–Legendre quadrature "
+      f"(checked to ~1e-14; adaptive quadrature as fallback), so the schedule adds no error of its own.")
     w(f"* **KL floor.** The grid KL is the generalised sum [rho log(rho/pi) - rho + pi] h (equal to the usual one "
       f"at mass one, and never negative from round-off in the mass); values below {KL_FLOOR:.0e} are printed as "
       f"such, since at that level they are not converged under refinement.\n")
