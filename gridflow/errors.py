@@ -28,6 +28,10 @@ class ExpressionError(CaseError):
     """A ``log_density`` formula cannot be parsed or uses something not allowed."""
 
 
+class ScheduleError(CaseError):
+    """A tempering schedule leaves [0, 1] (or is not finite) where it is used."""
+
+
 class DensityError(InputError):
     """A density is not finite, not integrable on the box, or otherwise unusable."""
 

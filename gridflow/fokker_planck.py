@@ -20,12 +20,10 @@ mass-conserving at every step size, two tridiagonal solves per line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_banded
-from scipy.sparse.linalg import spsolve
 
 from gridflow.grid import Grid
 
@@ -53,6 +51,13 @@ class AxisRates:
     up: np.ndarray
     down: np.ndarray
     periodic: bool
+    up_lines: np.ndarray = field(init=False, repr=False)
+    down_lines: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the rates arranged as the kernels read them: one row per line along ``axis``
+        object.__setattr__(self, "up_lines", _as_lines(self.up, self.axis))
+        object.__setattr__(self, "down_lines", _as_lines(self.down, self.axis))
 
 
 def edge_differences(values: np.ndarray, grid: Grid, axis: int) -> np.ndarray:
@@ -107,75 +112,49 @@ def generator(potential: np.ndarray, grid: Grid, *, diffusion: float = 1.0) -> s
     return sum(mats[1:], mats[0]).tocsr()
 
 
-def apply_axis(rates: AxisRates, rho: np.ndarray) -> np.ndarray:
-    """L_k rho for the generator along one axis (matrix free)."""
-    out_flux = rates.up * rho                      # i -> i+1
-    back_flux = rates.down * np.roll(rho, -1, axis=rates.axis)   # i+1 -> i
-    net = out_flux - back_flux                     # net flow across the edge (i, i+1)
-    return np.roll(net, 1, axis=rates.axis) - net
+def _as_lines(values: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` as a C-contiguous ``(lines, cells along axis)`` array (a view when possible)."""
+    if axis == values.ndim - 1:
+        return np.ascontiguousarray(values).reshape(-1, values.shape[-1])
+    return np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(-1, values.shape[axis])
 
 
-def _lines(a: np.ndarray, axis: int) -> np.ndarray:
-    """Flatten so that lines along ``axis`` are contiguous."""
-    return np.ascontiguousarray(np.moveaxis(a, axis, -1)).ravel()
-
-
-def _unlines(flat: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+def _from_lines(lines: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
     moved = list(shape)
     moved.append(moved.pop(axis))
-    return np.moveaxis(flat.reshape(moved), -1, axis)
+    out = lines.reshape(moved)
+    return out if axis == len(shape) - 1 else np.ascontiguousarray(np.moveaxis(out, -1, axis))
 
 
-def _solve_shifted(rates: AxisRates, tau: float, col_scale: np.ndarray | None, rhs: np.ndarray,
-                   shape: tuple[int, ...]) -> np.ndarray:
-    """Solve (I - tau L_k diag(col_scale + 1 or 1)) x = rhs along one axis.
+def log_axis_step(rates: AxisRates, log_rho: np.ndarray, tau: float, *, order: int = 2) -> np.ndarray:
+    """Advance d rho/dt = L_k rho by ``tau`` along one axis, on the log density.
 
-    With ``col_scale`` None the matrix is I - tau L_k (implicit Euler); otherwise it is
-    I - (tau/2) L_k diag(col_scale + 1) (the MPRK22 second stage).
+    ``order`` 2 is MPRK22 (Burchard, Deleersnijder & Meister 2003: second order, positive and
+    exactly mass-conserving at any ``tau``); ``order`` 1 is implicit Euler.  Both are solved by
+    elimination without pivoting on the log density (see :mod:`gridflow.sg_kernels`), so
+    densities far below the floating-point range (e^-2000) keep their relative accuracy.
     """
+    from gridflow.sg_kernels import step_rows
+
     axis = rates.axis
-    up, down, b = _lines(rates.up, axis), _lines(rates.down, axis), _lines(rhs, axis)
-    if col_scale is None:
-        s = np.full(b.shape, tau)
-    else:
-        s = 0.5 * tau * (_lines(col_scale, axis) + 1.0)
-    if rates.periodic:
-        # cyclic tridiagonal lines: assemble the sparse matrix (one per line block) and solve
-        n_line = shape[axis]
-        n = b.size
-        idx = np.arange(n)
-        nxt = (idx // n_line) * n_line + (idx % n_line + 1) % n_line
-        rows = np.concatenate([nxt, idx, idx, nxt, idx])
-        cols = np.concatenate([idx, nxt, idx, nxt, idx])
-        vals = np.concatenate([-up * s, -down * s[nxt], up * s, down * s[nxt], np.ones(n)])
-        mat = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
-        x = spsolve(mat, b)
-    else:
-        ab = np.empty((3, b.size))
-        down_prev = np.roll(down, 1)   # rate from j to j-1 (zero at line starts: no edge)
-        ab[0] = -down_prev * s         # A[j-1, j]
-        ab[1] = 1.0 + (up + down_prev) * s
-        ab[2] = -up * s                # A[j+1, j]
-        ab[0, 0] = 0.0
-        ab[2, -1] = 0.0
-        x = solve_banded((1, 1), ab, b, overwrite_ab=True, overwrite_b=False, check_finite=False)
-    return _unlines(x, shape, axis)
+    shape = log_rho.shape
+    lines, _ = step_rows(_as_lines(log_rho, axis), rates.up_lines, rates.down_lines, float(tau),
+                         rates.periodic, order == 2)
+    return _from_lines(lines, shape, axis)
 
 
 def implicit_euler_axis(rates: AxisRates, rho: np.ndarray, tau: float) -> np.ndarray:
-    """One implicit Euler step (I - tau L_k)^{-1} rho: first order, positive, mass-conserving."""
-    return _solve_shifted(rates, tau, None, rho, rho.shape)
+    """(I - tau L_k)^{-1} rho for a linear density (first order, positive, mass-conserving)."""
+    return _linear(rates, rho, tau, order=1)
 
 
 def mprk22_axis(rates: AxisRates, rho: np.ndarray, tau: float) -> np.ndarray:
-    """One MPRK22 step of d rho/dt = L_k rho with a frozen generator (second order).
+    """One MPRK22 step of d rho/dt = L_k rho for a linear density (see :func:`log_axis_step`)."""
+    return _linear(rates, rho, tau, order=2)
 
-    Stage 1 is implicit Euler, y1 = (I - tau L)^{-1} rho.  Stage 2 solves
-    (I - tau/2 L diag(rho/y1 + 1)) y = rho; ``L diag(.)`` keeps non-negative off-diagonals
-    and zero column sums, so y is positive and has exactly the mass of rho at any tau.
-    """
-    y1 = implicit_euler_axis(rates, rho, tau)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(y1 > 0.0, rho / y1, 1.0)
-    y = _solve_shifted(rates, tau, ratio, rho, rho.shape)
-    return np.maximum(y, 0.0)   # removes round-off negatives only (-0.0, ~1e-320)
+
+def _linear(rates: AxisRates, rho: np.ndarray, tau: float, *, order: int) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        log_rho = np.log(np.asarray(rho, dtype=float))
+    with np.errstate(under="ignore"):
+        return np.exp(log_axis_step(rates, log_rho, tau, order=order))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridflow.distributions import check_edge_mass, log_density, normalise
+from gridflow.resolution import check_representable
 from gridflow.errors import DensityError
 from gridflow.grid import Grid
 from gridflow.schedule import Schedule, Untempered, schedule_from_table
@@ -43,21 +44,23 @@ class Problem:
         """Build the problem of a resolved case (see :func:`gridflow.case.load_case`)."""
         g = case["grid"]
         grid = Grid(g["lower"], g["upper"], g["cells"], g.get("boundary", "reflecting"))
-        log_initial = normalise(log_density(case["initial"], grid, what="initial"), grid)
-        log_target = normalise(log_density(case["target"], grid, what="target"), grid)
+        log_initial = _grid_log_density(case["initial"], grid, "initial density")
+        log_target = _grid_log_density(case["target"], grid, "target")
         tempering = case.get("tempering")
         reference = tempering.get("reference", "initial") if tempering else "initial"
         if reference == "initial":
             log_reference = log_initial
+            ref_name = "initial density (the tempering reference)" if tempering else "initial density"
         else:
-            log_reference = normalise(log_density(reference, grid, what="tempering.reference"), grid)
-        for name, values in (("target", log_target), ("tempering reference", log_reference)):
+            log_reference = _grid_log_density(reference, grid, "tempering reference")
+            ref_name = "tempering reference"
+        for name, values in (("target", log_target), (ref_name, log_reference)):
             if not np.all(np.isfinite(values)):
                 raise DensityError(
-                    f"The {name} density is zero on some cells of the box (log density -inf). The "
-                    f"{name} must be positive on every cell: the Fokker–Planck flux needs log pi, and "
-                    f"the tempering path needs pi_0 > 0. Use a density with full support on the box."
-                )
+                    f"The {name} is zero on some cells of the box (log density -inf). gridflow needs the "
+                    f"initial density, the tempering reference and the target positive on every cell (the "
+                    f"Fisher–Rao step, the tempering path and the Fokker–Planck flux use their logarithms). "
+                    f"Use a density with full support on the box, e.g. logaddexp(f, -1000) for a formula f.")
         flow = case["flow"]
         kind = flow["kind"]
         diffusion = float(flow.get("diffusion", 1.0)) if kind in ("fokker-planck", "wfr") else 0.0
@@ -78,3 +81,10 @@ class Problem:
             reaction=reaction,
             warnings=warns,
         )
+
+
+def _grid_log_density(table: Mapping, grid: Grid, what: str) -> np.ndarray:
+    """Normalised log density of a distribution table on ``grid``, refused if the grid cannot represent it."""
+    values = log_density(table, grid, what=what)
+    check_representable(table, values, grid, what=what)
+    return normalise(values, grid)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridflow.errors import ScheduleError
+
 
 def _exp_window(b: float, s0: float, s1: float, dt: float) -> tuple[float, float]:
     """Return ``(I0, I1)`` with I0 = ∫_{s0}^{s1} b e^{-b(dt-s)} ds, I1 = ∫_{s0}^{s1} b e^{-b(dt-s)} (s-s0) ds."""
@@ -152,10 +154,24 @@ class ExpressionSchedule(Schedule):
     def __repr__(self) -> str:
         return f"ExpressionSchedule({self.formula!r})"
 
-    def values(self, t: np.ndarray) -> np.ndarray:
-        """lambda at an array of times."""
+    def values(self, t: np.ndarray, *, checked: bool = True) -> np.ndarray:
+        """lambda at an array of times; :class:`ScheduleError` if one is not finite or outside [0, 1].
+
+        Every value the solver uses passes this check (each step, each quadrature node);
+        ``checked=False`` returns the raw values.
+        """
         t = np.asarray(t, dtype=float)
-        return np.broadcast_to(np.asarray(self._expr.evaluate(t=t), dtype=float), t.shape).copy()
+        with np.errstate(all="ignore"):
+            lam = np.broadcast_to(np.asarray(self._expr.evaluate(t=t), dtype=float), t.shape).copy()
+        if checked:
+            bad = ~(np.isfinite(lam) & (lam >= 0.0) & (lam <= 1.0))
+            if bad.any():
+                k = int(np.argmax(bad.ravel()))
+                raise ScheduleError(
+                    f"The tempering schedule lambda(t) = {self.formula!r} gives lambda({t.ravel()[k]:.10g}) = "
+                    f"{lam.ravel()[k]!r}, outside [0, 1]. Write a formula that stays in [0, 1] for every t in "
+                    f"[0, time.end], e.g. \"1 - exp(-t/5)\" or \"minimum(t/5, 1)\".")
+        return lam
 
     def value(self, t: float) -> float:
         return float(self.values(np.array([float(t)]))[0])

@@ -1,6 +1,6 @@
-r"""Adaptive time integration of the Fokker–Planck, Fisher–Rao and WFR flows.
+r"""Adaptive time integration of the Fokker–Planck, Fisher–Rao and WFR flows, on log densities.
 
-One step of length dt from t is the Strang splitting (NUMERICS §4)
+One step of length dt from t is the Strang splitting
 
     FR(dt/2) ∘ W(dt) ∘ FR(dt/2),
 
@@ -8,17 +8,21 @@ where FR is the exact Fisher–Rao step in log space (with the exact tempering i
 its half step) and W integrates d rho/dt = a L(lambda(t + dt/2)) rho with the Scharfetter–
 Gummel generator frozen at the step's midpoint.  In 2D, W(dt) is itself the Strang product
 W_x(dt/2) W_y(dt) W_x(dt/2) of the axis generators.  Each axis step is MPRK22 (second order,
-positive and exactly mass-conserving at any dt, see :mod:`gridflow.fokker_planck`).  The
-composition is second order in time; it keeps the density positive and its mass exact at
-any step size, and the discrete equilibrium exactly.
+positive and exactly mass-conserving at any dt), solved on the log density
+(:func:`gridflow.fokker_planck.log_axis_step`).  The composition is second order in time; it
+keeps the density positive and its mass exact at any step size, and the discrete equilibrium
+exactly.  The state is the log density throughout: no step turns a finite log density into
+-inf, however far below the floating-point range the density is.
 
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
-the difference in lambda for adaptive schedules), the two half steps are accepted when the
-estimate is at most ``tolerance`` (no extrapolation, which could break positivity), and the
-next dt is ``0.9 dt (tolerance/err)^(1/3)`` (clipped to [dt/5, 5 dt]).  For a fixed target an
-accepted step must also not increase the discrete KL (else it is rejected and dt halved).
-Steps never straddle a save time or a kink of the schedule.
+the difference in lambda for adaptive schedules; :func:`local_error`), and the step is accepted
+when it is at most ``tolerance``.  The accepted state is the Richardson extrapolation
+(4 rho_half - rho_full)/3 formed in log space (:func:`extrapolate`) when it is positive in every
+cell, else rho_half.  For a fixed target the accepted state must not increase the discrete KL
+(else rho_half is tried, else the step is rejected and dt halved).  The next dt is
+``0.9 dt (tolerance/err)^(1/3)`` (clipped to [dt/5, 5 dt]).  Steps never straddle a save time
+or a kink of the schedule.  Every lambda used is checked to lie in [0, 1].
 
 Adaptive schedules (``lambda`` driven by the density) are integrated alongside: within a
 step lambda follows the linear predictor lambda + s g0 (capped at 1), and after it
@@ -32,18 +36,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gridflow.diagnostics import density_from_log, kl_divergence
-from gridflow.errors import NumericalError
+from gridflow.diagnostics import kl_divergence
+from gridflow.errors import NumericalError, ScheduleError
 from gridflow.fisher_rao import fisher_rao_step
-from gridflow.fokker_planck import AxisRates, axis_rates, edge_differences, mprk22_axis
+from gridflow.fokker_planck import AxisRates, axis_rates, edge_differences, log_axis_step
 from gridflow.problem import Problem
 from gridflow.schedule import Adaptive, Schedule, linear_ramp
 
 SCHEME = (
     "space: cell-centred finite volumes, Scharfetter-Gummel two-point flux (2nd order); "
     "Fisher-Rao: exact in log space; time: Strang splitting FR(dt/2) W(dt) FR(dt/2), "
-    "W by MPRK22 (positive, conservative, 2nd order; 2D: Strang over axes), "
-    "adaptive step doubling on the L1 local error"
+    "W by MPRK22 on the log density (positive, conservative, 2nd order; 2D: Strang over axes), "
+    "adaptive step doubling on the L1 local error with log-space Richardson extrapolation"
 )
 
 
@@ -134,15 +138,11 @@ class Stepper:
 
     def _wasserstein(self, log_rho: np.ndarray, lam: float, dt: float) -> np.ndarray:
         rates = self.rates(lam)
-        rho = density_from_log(log_rho)
         if self.grid.dim == 1:
-            rho = mprk22_axis(rates[0], rho, dt)
-        else:
-            rho = mprk22_axis(rates[0], rho, 0.5 * dt)
-            rho = mprk22_axis(rates[1], rho, dt)
-            rho = mprk22_axis(rates[0], rho, 0.5 * dt)
-        with np.errstate(divide="ignore"):
-            return np.log(rho)
+            return log_axis_step(rates[0], log_rho, dt)
+        log_rho = log_axis_step(rates[0], log_rho, 0.5 * dt)
+        log_rho = log_axis_step(rates[1], log_rho, dt)
+        return log_axis_step(rates[0], log_rho, 0.5 * dt)
 
     def _fisher_rao(self, log_rho: np.ndarray, sched: Schedule, t: float, dt: float) -> np.ndarray:
         return fisher_rao_step(log_rho, path=self.path, schedule=sched, t=t, dt=dt, reaction=self.b)
@@ -162,12 +162,14 @@ class Stepper:
         else:
             if self.b > 0.0:
                 lr = self._fisher_rao(lr, sched, t0, 0.5 * dt)
-            lr = self._wasserstein(lr, sched.value(t0 + 0.5 * dt), dt)
+            lr = self._wasserstein(lr, _checked_lambda(sched.value(t0 + 0.5 * dt), state.t + 0.5 * dt), dt)
             if self.b > 0.0:
                 lr = self._fisher_rao(lr, sched, t0 + 0.5 * dt, 0.5 * dt)
         if self.schedule.adaptive:
             g1 = self.lambda_rate(lr, lam_pred)
             lam = min(1.0, state.lam + 0.5 * dt * (g0 + g1))
+            if not lam >= 0.0:
+                raise NumericalError(f"The adaptive schedule gave lambda = {lam!r} at t = {state.t + dt:.6g}.")
         else:
             lam = sched.value(t0 + dt)
         return State(state.t + dt, lr, lam)
@@ -193,29 +195,32 @@ class Stepper:
                 dt = t_end - state.t
             full = self.step(state, dt)
             half = self.step(self.step(state, 0.5 * dt), 0.5 * dt)
-            rho_half, rho_full = density_from_log(half.log_rho), density_from_log(full.log_rho)
-            diff = np.abs(rho_half - rho_full).sum() * vol
-            err = (diff + abs(half.lam - full.lam)) / 3.0
-            ok = bool(np.isfinite(err)) and err <= self.tolerance and not np.isnan(half.log_rho).any()
-            if ok and self._target_fixed(state):
-                log_pi = self.path.log_density(state.lam)
-                if kl_before is None or kl_before[0] is not state:
-                    kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
-                kl0 = kl_before[1]
-                kl1 = kl_divergence(half.log_rho, log_pi, self.grid)
-                if kl1 > kl0 + 1e-13 * max(1.0, abs(kl0)):
-                    ok = False
-                    self.stats.rejected_kl += 1
+            err = (local_error(half.log_rho, full.log_rho, vol) + abs(half.lam - full.lam)) / 3.0
+            ok = bool(np.isfinite(err)) and err <= self.tolerance
+            accepted = None
+            if ok:
+                candidates = [half.log_rho]
+                if self.extrapolate:
+                    ex = extrapolate(half.log_rho, full.log_rho)
+                    if ex is not None:
+                        candidates.insert(0, ex)
+                if self._target_fixed(state):
+                    # the KL guard judges exactly the state that would be accepted
+                    log_pi = self.path.log_density(state.lam)
+                    if kl_before is None or kl_before[0] is not state:
+                        kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
+                    kl0 = kl_before[1]
+                    slack = 1e-13 * max(1.0, abs(kl0))
+                    candidates = [c for c in candidates if kl_divergence(c, log_pi, self.grid) <= kl0 + slack]
+                    if not candidates:
+                        self.stats.rejected_kl += 1
+                accepted = candidates[0] if candidates else None
+                ok = accepted is not None
             if ok:
                 t_new = t_end if t_end - (state.t + dt) < eps else state.t + dt
-                new_log = half.log_rho
-                if self.extrapolate:
-                    ex = rho_half + (rho_half - rho_full) / 3.0
-                    if ex.min() >= 0.0:
-                        with np.errstate(divide="ignore"):
-                            new_log = np.log(ex)
-                        self.stats.extrapolated += 1
-                state = State(t_new, new_log, half.lam)
+                if accepted is not half.log_rho:
+                    self.stats.extrapolated += 1
+                state = State(t_new, accepted, half.lam)
                 self.stats.record(state.t, dt, float(err), keep=self.keep_history)
                 if on_step is not None:
                     on_step(state)
@@ -238,3 +243,33 @@ class Stepper:
                     f"resolution. Check the densities, or loosen [time] tolerance."
                 )
         return state
+
+
+def _checked_lambda(lam: float, t: float) -> float:
+    """``lam`` if it lies in [0, 1]; else :class:`~gridflow.errors.ScheduleError`."""
+    if not 0.0 <= lam <= 1.0:
+        raise ScheduleError(f"The tempering schedule gives lambda({t:.10g}) = {lam!r}, outside [0, 1]. "
+                            "Use a schedule with values in [0, 1].")
+    return lam
+
+
+def local_error(log_a: np.ndarray, log_b: np.ndarray, volume: float) -> float:
+    """L1 distance sum |e^a - e^b| * volume of two log densities (cells below 1e-308 count as 0)."""
+    with np.errstate(under="ignore"):
+        return float(np.abs(np.exp(log_a) - np.exp(log_b)).sum() * volume)
+
+
+def extrapolate(log_half: np.ndarray, log_full: np.ndarray) -> np.ndarray | None:
+    """Richardson extrapolation (4 rho_half - rho_full)/3 of a second-order step, in log space.
+
+    Formed as log_half + log1p((1 - e^{log_full - log_half})/3), so no cell underflows; ``None``
+    when it would not be positive in every cell (then the two half steps are taken as they are).
+    Its mass is that of the two solutions (exactly, in exact arithmetic).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = log_full - log_half
+        both_empty = np.isneginf(log_full) & np.isneginf(log_half)
+        diff = np.where(both_empty, 0.0, diff)
+        if not np.all(diff < np.log(4.0)):        # also rejects NaN
+            return None
+        return log_half + np.log1p(-np.expm1(diff) / 3.0)

@@ -1,4 +1,4 @@
-"""The Scharfetter–Gummel generator and its MPRK22 / implicit Euler axis steps."""
+"""The Scharfetter–Gummel generator and its MPRK22 / implicit Euler axis steps in log space."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.linalg import expm_multiply
 
+from scipy.sparse.linalg import spsolve
+
 from gridflow.fokker_planck import (axis_rates, bernoulli, edge_differences, generator, implicit_euler_axis,
-                                    mprk22_axis)
+                                    log_axis_step, mprk22_axis)
 from gridflow.fokker_planck import _axis_matrix
 from gridflow.grid import Grid
 
@@ -52,10 +54,15 @@ def test_generator_is_a_reversible_markov_generator(name):
     np.testing.assert_allclose(flux, flux.T, atol=1e-13 * scale * pi.max())
 
 
+def _log(rho: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(rho)
+
+
 @pytest.mark.parametrize("name", list(GRIDS))
 def test_axis_steps_against_matrix_exponential(name):
-    """MPRK22 is positive, exactly conservative and has local error O(tau^3) against exp(tau L_k)
-    for smooth data (rough data excites stiff modes, where the error is only bounded)."""
+    """MPRK22 has local error O(tau^3) against exp(tau L_k) for smooth data (rough data excites
+    stiff modes, where the error is only bounded) and conserves mass to round-off."""
     grid = GRIDS[name]
     v = _potential(grid)
     rho = np.exp(-v) * (1.0 + 0.5 * np.sin(sum(grid.coordinates)))   # smooth: no stiff transients
@@ -66,11 +73,61 @@ def test_axis_steps_against_matrix_exponential(name):
         errors = []
         for tau in (1e-3, 5e-4):   # tau max|L_ii| < 3: the asymptotic regime
             exact = expm_multiply(tau * matrix, rho.ravel()).reshape(grid.shape)
-            y = mprk22_axis(rates, rho, tau)
-            assert y.min() >= 0.0
+            log_y = log_axis_step(rates, np.log(rho), tau)
+            assert np.all(np.isfinite(log_y))                                # positive in every cell
+            y = np.exp(log_y)
             assert abs(y.sum() - rho.sum()) <= 1e-15
             errors.append(np.abs(y - exact).sum())
         assert 2.7 <= np.log2(errors[0] / errors[1]) <= 3.3
+
+
+def _mprk_reference(matrix: sp.csr_matrix, rho: np.ndarray, tau: float, order: int) -> np.ndarray:
+    """The two MPRK22 stages (or implicit Euler) by sparse direct solves on linear densities."""
+    eye = sp.identity(rho.size, format="csc")
+    y1 = spsolve((eye - tau * matrix).tocsc(), rho)
+    if order == 1:
+        return y1
+    return spsolve((eye - 0.5 * tau * matrix @ sp.diags(rho / y1 + 1.0)).tocsc(), rho)
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+@pytest.mark.parametrize("tau", [1e-3, 0.3, 100.0])
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("log_only", [False, True])
+def test_axis_step_solves_the_stage_equations(name, tau, order, log_only):
+    """Both kernel paths (ratio and log space) solve the stage equations of MPRK22 / implicit Euler
+    to round-off, per cell relative to its value, on reflecting and periodic lines."""
+    from gridflow.fokker_planck import _as_lines, _from_lines
+    from gridflow.sg_kernels import step_rows
+
+    grid = GRIDS[name]
+    v = _potential(grid)
+    log_rho = -v + 0.3 * np.random.default_rng(1).standard_normal(grid.shape)
+    for axis in range(grid.dim):
+        rates = axis_rates(edge_differences(v, grid, axis), grid, axis, 1.3)
+        ref = _mprk_reference(_axis_matrix(rates, grid.shape), np.exp(log_rho).ravel(), tau, order)
+        lines, slow = step_rows(_as_lines(log_rho, axis), rates.up_lines, rates.down_lines, tau, grid.periodic,
+                                order == 2, log_only)
+        if log_only:
+            assert slow == lines.shape[0]
+        got = _from_lines(lines, grid.shape, axis)
+        np.testing.assert_allclose(got, np.log(ref.reshape(grid.shape)), rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", list(GRIDS))
+@pytest.mark.parametrize("tau", [1e-3, 1.0, 1e3])
+def test_axis_steps_keep_densities_far_below_the_floating_point_range(name, tau):
+    """The step is linear, so shifting log rho by -1500 (rho ~ e^-1500, far below 1e-308) must shift
+    the result by exactly -1500: nothing underflows, relative accuracy is kept in every cell."""
+    grid = GRIDS[name]
+    v = _potential(grid)
+    log_rho = -0.5 * v
+    for axis in range(grid.dim):
+        rates = axis_rates(edge_differences(v, grid, axis), grid, axis, 1.0)
+        for order in (1, 2):
+            near = log_axis_step(rates, log_rho, tau, order=order)
+            far = log_axis_step(rates, log_rho - 1500.0, tau, order=order)
+            np.testing.assert_allclose(far, near - 1500.0, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", list(GRIDS))
@@ -82,19 +139,32 @@ def test_axis_steps_positive_and_conservative_at_any_step(name, tau):
     rho[(3,) * grid.dim] = 1.0                                               # a point mass: the hardest case
     for axis in range(grid.dim):
         rates = axis_rates(edge_differences(v, grid, axis), grid, axis, 1.0)
-        for step in (implicit_euler_axis, mprk22_axis):
-            y = step(rates, rho, tau)
-            assert y.min() >= 0.0
+        reached = np.any(rho > 0.0, axis=axis, keepdims=True) & np.ones(grid.shape, dtype=bool)
+        for order in (1, 2):
+            log_y = log_axis_step(rates, _log(rho), tau, order=order)
+            assert not np.isnan(log_y).any()
+            # strictly positive on the line of the mass (every cell reachable), empty elsewhere
+            assert np.all(np.isfinite(log_y[reached])) and np.all(np.isneginf(log_y[~reached]))
             # exact in exact arithmetic; the solve's backward error bounds the drift
             bound = 50 * np.finfo(float).eps * (1.0 + tau * (rates.up + rates.down).max())
-            assert abs(y.sum() - 1.0) <= max(bound, 1e-14)
+            assert abs(np.exp(log_y).sum() - 1.0) <= max(bound, 1e-14)
 
 
 @pytest.mark.parametrize("name", list(GRIDS))
 def test_discrete_equilibrium_is_exact(name):
     grid = GRIDS[name]
     v = _potential(grid)
-    pi = np.exp(-(v - v.min()))
     for axis in range(grid.dim):
         rates = axis_rates(edge_differences(v, grid, axis), grid, axis, 1.0)
-        np.testing.assert_allclose(mprk22_axis(rates, pi, 10.0), pi, rtol=1e-10, atol=1e-14)
+        for order in (1, 2):
+            np.testing.assert_allclose(log_axis_step(rates, -v, 10.0, order=order), -v, rtol=0, atol=1e-11)
+
+
+def test_linear_density_wrappers_match_the_log_step():
+    grid = GRIDS["1d"]
+    v = _potential(grid)
+    rates = axis_rates(edge_differences(v, grid, 0), grid, 0, 1.0)
+    rho = np.exp(-v) / np.exp(-v).sum()
+    np.testing.assert_array_equal(mprk22_axis(rates, rho, 0.1), np.exp(log_axis_step(rates, np.log(rho), 0.1)))
+    np.testing.assert_array_equal(implicit_euler_axis(rates, rho, 0.1),
+                                  np.exp(log_axis_step(rates, np.log(rho), 0.1, order=1)))

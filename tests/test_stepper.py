@@ -38,8 +38,7 @@ def test_fixed_steps_positive_conservative_kl_monotone(dim, flow, dt):
     kl = kl_divergence(state.log_rho, log_pi, problem.grid)
     for _ in range(20):
         state = stepper.step(state, dt)
-        rho = np.exp(state.log_rho)
-        assert not np.isnan(state.log_rho).any() and rho.min() >= 0.0
+        assert np.all(np.isfinite(state.log_rho))          # positive in every cell (no -inf, no NaN)
         assert abs(mass(state.log_rho, problem.grid) - 1.0) <= 1e-12
         new = kl_divergence(state.log_rho, log_pi, problem.grid)
         assert new <= kl + 1e-13, (new, kl)
@@ -55,7 +54,8 @@ def test_adaptive_run_conserves_mass_and_decreases_kl(dim, flow, tolerance):
     kls = [kl_divergence(problem.log_initial, problem.path.log_target, problem.grid)]
     masses = []
 
-    def record(state):
+    def record(state):   # called with every accepted state
+        assert np.all(np.isfinite(state.log_rho))
         kls.append(kl_divergence(state.log_rho, problem.path.log_target, problem.grid))
         masses.append(mass(state.log_rho, problem.grid))
 
@@ -63,7 +63,6 @@ def test_adaptive_run_conserves_mass_and_decreases_kl(dim, flow, tolerance):
     assert state.t == 20.0
     assert np.all(np.diff(kls) <= 1e-13)
     assert max(abs(m - 1.0) for m in masses) <= 1e-12
-    assert np.exp(state.log_rho).min() >= 0.0
 
 
 @pytest.mark.parametrize("dim", [1, 2])

@@ -1,0 +1,155 @@
+"""Can the grid represent a density?  Checks made before a run starts.
+
+A grid density is a set of cell values; it stands for the distribution only when the cells
+resolve it and the box holds it.  :func:`check_representable` refuses (with a
+:class:`~gridflow.errors.DensityError`, exit status 2) a density that
+
+* is narrower than the cells: a Gaussian (also a mixture component) whose standard deviation
+  along an axis, given the other coordinate, is below half a cell (:data:`MIN_STD_PER_CELL`; the
+  midpoint rule then still integrates it to ~1 %); an ``expression`` whose grid mass changes by more
+  than :data:`MAX_REFINED_MASS_CHANGE` when it is sampled at 4^d points per cell; a ``file``
+  density whose mass lives on fewer than :data:`MIN_CELLS` cells (participation ratio);
+* lies mostly outside the box: a Gaussian or mixture (normalised analytically) of which the box
+  holds less than :data:`MIN_BOX_MASS` (the midpoint sum of the normalised density);
+* has a normalising constant that is not a finite positive number.
+
+Milder truncation (mass on the edge of the box) is a warning, see
+:func:`gridflow.distributions.check_edge_mass`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.special import logsumexp
+
+from gridflow.errors import DensityError
+from gridflow.grid import Grid
+
+#: Smallest standard deviation of a Gaussian along an axis, in cell widths.
+MIN_STD_PER_CELL = 0.5
+#: Smallest fraction of an (analytically normalised) distribution's mass the box must hold.
+MIN_BOX_MASS = 0.5
+#: Largest relative change of an expression density's mass when it is sampled at 4^d points per
+#: cell instead of the cell centre (the midpoint rule no longer integrates it).
+MAX_REFINED_MASS_CHANGE = 0.02
+#: Fewest cells (participation ratio 1 / sum p_i^2 of the cell masses p) a density read from a file
+#: may live on.
+MIN_CELLS = 1.5
+
+_AXES = ("x", "y")
+
+
+def _describe(table: Mapping) -> str:
+    kind = table.get("kind", "?")
+    if kind == "gaussian":
+        return f"gaussian with mean {list(table['mean'])} and covariance {[list(r) for r in table['cov']]}"
+    if kind == "expression":
+        text = str(table.get("log_density", ""))
+        return f"expression {text[:60]!r}" + ("..." if len(text) > 60 else "")
+    if kind == "file":
+        return f"file {table.get('path')}"
+    return kind
+
+
+def _check_gaussian_width(table: Mapping, grid: Grid, what: str) -> None:
+    cov = np.asarray(table["cov"], dtype=float)
+    precision = np.linalg.inv(cov)
+    for k in range(grid.dim):
+        std = 1.0 / np.sqrt(precision[k, k])          # along axis k, the other coordinate fixed
+        h = grid.spacing[k]
+        if not std >= MIN_STD_PER_CELL * h:
+            need = (grid.upper[k] - grid.lower[k]) / (std / MIN_STD_PER_CELL)
+            raise DensityError(
+                f"The {what} ({_describe(table)}) has standard deviation {std:.3g} along {_AXES[k]}, but the "
+                f"cells are {h:.3g} wide: the grid cannot represent it (it needs cells at most "
+                f"{1 / MIN_STD_PER_CELL:g} standard deviations wide, i.e. at least {need:.3g} cells along "
+                f"{_AXES[k]} on this box; several cells per standard deviation for accuracy). Refine "
+                f"[grid] cells or widen the distribution.")
+
+
+def _components(table: Mapping, what: str):
+    """(table, name) of every Gaussian in a distribution table, recursively."""
+    if table.get("kind") == "gaussian":
+        yield table, what
+    elif table.get("kind") == "mixture":
+        for k, comp in enumerate(table["components"]):
+            yield from _components(comp, f"{what}.components[{k}]")
+
+
+def _analytic(table: Mapping) -> bool:
+    kind = table.get("kind")
+    if kind == "gaussian":
+        return True
+    return kind == "mixture" and all(_analytic(c) for c in table["components"])
+
+
+def check_representable(table: Mapping, log_values: np.ndarray, grid: Grid, *, what: str) -> None:
+    """Raise :class:`DensityError` if ``grid`` cannot represent the distribution ``table``.
+
+    ``log_values`` are its log density at the cell centres as :func:`gridflow.distributions.log_density`
+    returns them (normalised analytically for Gaussians and mixtures of them, unnormalised otherwise).
+    """
+    for comp, name in _components(table, what):
+        _check_gaussian_width(comp, grid, name)
+    log_mass = float(logsumexp(log_values)) + np.log(grid.cell_volume)
+    if not np.isfinite(log_mass):
+        raise DensityError(
+            f"The {what} ({_describe(table)}) has no finite normalising constant on the box (log of its "
+            f"integral is {log_mass}): its log density is too large somewhere. Subtract a constant from "
+            f"the log density or check the formula.")
+    if _analytic(table):
+        box_mass = float(np.exp(log_mass))
+        if box_mass < MIN_BOX_MASS:
+            raise DensityError(
+                f"The box {list(grid.lower)} .. {list(grid.upper)} holds only {box_mass:.3g} of the mass of "
+                f"the {what} ({_describe(table)}): the grid cannot represent a density that lies outside "
+                f"it. Move or enlarge the box to cover the distribution (mean ± 8 standard deviations).")
+    for comp, name in _leaves(table, what):
+        if comp.get("kind") == "expression":
+            _check_expression_resolved(comp, grid, name)
+    if table.get("kind") == "file":
+        with np.errstate(under="ignore"):
+            p = np.exp(log_values - log_mass + np.log(grid.cell_volume))
+        cells = 1.0 / float(np.sum(p * p))
+        if cells < MIN_CELLS:
+            raise DensityError(
+                f"The mass of the {what} ({_describe(table)}) lives on about {cells:.2g} cells: the grid "
+                f"cannot resolve a density this narrow. Refine [grid] cells (several cells across the "
+                f"narrowest feature) or widen the density.")
+
+
+def _leaves(table: Mapping, what: str):
+    """(table, name) of every non-mixture distribution in ``table``, recursively."""
+    if table.get("kind") == "mixture":
+        for k, comp in enumerate(table["components"]):
+            yield from _leaves(comp, f"{what}.components[{k}]")
+    else:
+        yield table, what
+
+
+def _check_expression_resolved(table: Mapping, grid: Grid, what: str) -> None:
+    """The midpoint mass of an expression density must not change when each cell is sampled at 4^d points."""
+    from gridflow.expression import parse_expression
+
+    names = ("x", "y")[: grid.dim]
+    expr = parse_expression(table["log_density"], variables=names)
+
+    def log_mass(offsets: tuple[float, ...]) -> float:
+        coords = [c + o * h for c, o, h in zip(grid.coordinates, offsets, grid.spacing)]
+        with np.errstate(all="ignore"):
+            values = np.broadcast_to(np.asarray(expr.evaluate(**dict(zip(names, coords))), float), grid.shape)
+        values = np.where(np.isnan(values), -np.inf, values)
+        return float(logsumexp(values))
+
+    centre = log_mass((0.0,) * grid.dim)
+    shifts = np.array(np.meshgrid(*[[-0.375, -0.125, 0.125, 0.375]] * grid.dim, indexing="ij")).reshape(grid.dim, -1).T
+    refined = float(logsumexp([log_mass(tuple(o)) for o in shifts])) - np.log(len(shifts))
+    with np.errstate(over="ignore"):
+        change = abs(np.expm1(refined - centre)) if np.isfinite(refined) and np.isfinite(centre) else np.inf
+    if not change <= MAX_REFINED_MASS_CHANGE:
+        raise DensityError(
+            f"The {what} ({_describe(table)}) is not resolved by the grid: its mass on the box changes by "
+            f"{change:.3g} (relative) when each cell is sampled at {len(shifts)} points instead of its centre, "
+            f"so the cells are wider than its narrowest feature. Refine [grid] cells or widen the density.")
