@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from scipy.special import logsumexp
+from gridflow.logspace import logsumexp
 
 from gridflow.errors import BoundaryMassWarning, DensityError
 from gridflow.grid import Grid

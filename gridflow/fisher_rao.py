@@ -14,7 +14,7 @@ zero density (log rho = -inf) stay empty, as in the flow.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
+from gridflow.logspace import logsumexp
 
 from gridflow.schedule import Schedule
 from gridflow.tempering import TemperedPath

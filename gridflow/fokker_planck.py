@@ -21,11 +21,14 @@ mass-conserving at every step size, two tridiagonal solves per line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from gridflow.grid import Grid
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 def bernoulli(z: np.ndarray) -> np.ndarray:
@@ -55,9 +58,13 @@ class AxisRates:
     down_lines: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # the rates arranged as the kernels read them: one row per line along ``axis``
-        object.__setattr__(self, "up_lines", _as_lines(self.up, self.axis))
-        object.__setattr__(self, "down_lines", _as_lines(self.down, self.axis))
+        # the rates arranged as the kernels read them: one row per line along ``axis`` (the
+        # first axis of a 2D grid is solved column-wise in place, see :func:`log_axis_step`)
+        columns = self.up.ndim == 2 and self.axis == 0
+        for name in ("up", "down"):
+            values = getattr(self, name)
+            lines = np.ascontiguousarray(values) if columns else _as_lines(values, self.axis)
+            object.__setattr__(self, f"{name}_lines", lines)
 
 
 def edge_differences(values: np.ndarray, grid: Grid, axis: int) -> np.ndarray:
@@ -86,6 +93,8 @@ def axis_rates(delta_v: np.ndarray, grid: Grid, axis: int, diffusion: float) -> 
 
 def _axis_matrix(rates: AxisRates, shape: tuple[int, ...]) -> sp.csr_matrix:
     """Sparse generator of the jumps along one axis, on C-ordered flattened cell values."""
+    import scipy.sparse as sp
+
     n = int(np.prod(shape))
     index = np.arange(n).reshape(shape)
     nxt = np.roll(index, -1, axis=rates.axis).ravel()
@@ -134,10 +143,14 @@ def log_axis_step(rates: AxisRates, log_rho: np.ndarray, tau: float, *, order: i
     elimination without pivoting on the log density (see :mod:`gridflow.sg_kernels`), so
     densities far below the floating-point range (e^-2000) keep their relative accuracy.
     """
-    from gridflow.sg_kernels import step_rows
+    from gridflow.sg_kernels import step_cols, step_rows
 
     axis = rates.axis
     shape = log_rho.shape
+    if log_rho.ndim == 2 and axis == 0:
+        out, _ = step_cols(np.ascontiguousarray(log_rho), rates.up_lines, rates.down_lines,
+                           float(tau), rates.periodic, order == 2)
+        return out
     lines, _ = step_rows(_as_lines(log_rho, axis), rates.up_lines, rates.down_lines, float(tau),
                          rates.periodic, order == 2)
     return _from_lines(lines, shape, axis)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.special import logsumexp
+from gridflow.logspace import logsumexp
 
 from gridflow.errors import DensityError
 from gridflow.grid import Grid

@@ -43,6 +43,8 @@ from numba import njit
 MAX_JUMP = 200.0
 #: The fast path gives up (and the line is redone in log space) when a sweep value exceeds this.
 HAZARD = 1e200
+#: ... or when a ratio new/old falls below this (its logarithm would lose precision).
+TINY = 1e-280
 
 _NEG_INF = -np.inf
 
@@ -309,15 +311,119 @@ def _line_log(l, up, down, tau, periodic, two_stage, out, s, a, b, c, u, cp, g):
         out[i] = u[i]
 
 
-@njit(cache=True)
-def step_rows(l, up, down, tau, periodic, two_stage, log_only=False):
-    """Axis step along the last axis of the ``(m, n)`` log density ``l``.
+# ------------------------------------------------------------------ blocked fast path, walls
 
-    ``two_stage`` False gives implicit Euler (first order) instead of MPRK22; ``log_only`` forces
-    the log path (for testing).  Returns ``(new_l, number of lines done by the log path)``.
+
+#: Lines per block of the blocked kernel (its work arrays stay in cache).
+BLOCK = 32
+
+
+@njit(cache=True)
+def _block_walls(L, UP, DOWN, w, tau, two_stage, OUT, bad, r, ri, s, x, cp):
+    """The ratio path on the first ``w`` columns of the ``(n, width)`` block ``L`` (one line per
+    column, walls), all lines at once so the inner loops run across lines.
+
+    ``bad[j]`` is set for a line that needs the log path (its ``OUT`` column is then garbage).
     """
+    n = L.shape[0]
+    for j in range(w):
+        bad[j] = not (L[0, j] > _NEG_INF and L[0, j] < np.inf)
+    for i in range(n - 1):
+        for j in range(w):
+            d = L[i + 1, j] - L[i, j]
+            if not abs(d) <= MAX_JUMP:
+                bad[j] = True
+                d = 0.0
+            e = math.exp(d)
+            r[i, j] = e
+            ri[i, j] = 1.0 / e
+    for i in range(n):
+        for j in range(w):
+            s[i, j] = tau
+    for stage in range(2 if two_stage else 1):
+        if stage == 1:
+            for i in range(n):
+                for j in range(w):
+                    xv = x[i, j]
+                    s[i, j] = 0.5 * tau * (1.0 / xv + 1.0) if xv > 0.0 else tau
+        for j in range(w):
+            inv = 1.0 / (1.0 + s[0, j] * UP[0, j])
+            cp[0, j] = -s[1, j] * DOWN[0, j] * r[0, j] * inv if n > 1 else 0.0
+            x[0, j] = inv
+        for i in range(1, n - 1):
+            for j in range(w):
+                a = -s[i - 1, j] * UP[i - 1, j] * ri[i - 1, j]
+                inv = 1.0 / (1.0 + s[i, j] * (UP[i, j] + DOWN[i - 1, j]) - a * cp[i - 1, j])
+                cp[i, j] = -s[i + 1, j] * DOWN[i, j] * r[i, j] * inv
+                x[i, j] = (1.0 - a * x[i - 1, j]) * inv
+        if n > 1:
+            i = n - 1
+            for j in range(w):
+                a = -s[i - 1, j] * UP[i - 1, j] * ri[i - 1, j]
+                x[i, j] = (1.0 - a * x[i - 1, j]) / (1.0 + s[i, j] * DOWN[i - 1, j] - a * cp[i - 1, j])
+        for i in range(n - 2, -1, -1):
+            for j in range(w):
+                x[i, j] -= cp[i, j] * x[i + 1, j]
+        for i in range(n):
+            for j in range(w):
+                if not (x[i, j] > TINY and x[i, j] <= HAZARD):
+                    bad[j] = True
+    for i in range(n):
+        for j in range(w):
+            xv = x[i, j]
+            OUT[i, j] = L[i, j] + math.log(xv) if xv > 0.0 else 0.0
+
+
+@njit(cache=True)
+def _blocked_walls(l, up, down, tau, two_stage, columns, out, bad):
+    """Ratio path of every line with walls, in blocks of BLOCK lines.
+
+    ``columns`` True: lines are the columns of the ``(n, m)`` arrays; else their rows.
+    """
+    n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
+    width = min(BLOCK, m)   # a 1D grid (one line) gets (n, 1) work arrays
+    L = np.empty((n, width))
+    UP = np.empty((n, width))
+    DOWN = np.empty((n, width))
+    OUT = np.empty((n, width))
+    r = np.empty((n, width))
+    ri = np.empty((n, width))
+    s = np.empty((n, width))
+    x = np.empty((n, width))
+    cp = np.empty((n, width))
+    badb = np.empty(width, dtype=np.bool_)
+    for k0 in range(0, m, width):
+        w = min(width, m - k0)
+        if columns:
+            for i in range(n):
+                for j in range(w):
+                    L[i, j] = l[i, k0 + j]
+                    UP[i, j] = up[i, k0 + j]
+                    DOWN[i, j] = down[i, k0 + j]
+        else:
+            for j in range(w):
+                for i in range(n):
+                    L[i, j] = l[k0 + j, i]
+                    UP[i, j] = up[k0 + j, i]
+                    DOWN[i, j] = down[k0 + j, i]
+        _block_walls(L, UP, DOWN, w, tau, two_stage, OUT, badb, r, ri, s, x, cp)
+        for j in range(w):
+            bad[k0 + j] = badb[j]
+        if columns:
+            for i in range(n):
+                for j in range(w):
+                    out[i, k0 + j] = OUT[i, j]
+        else:
+            for j in range(w):
+                for i in range(n):
+                    out[k0 + j, i] = OUT[i, j]
+
+
+@njit(cache=True)
+def _lines_one_by_one(l, up, down, tau, periodic, two_stage, log_only, out, todo):
+    """Lines (rows) marked in ``todo`` one at a time: the ratio path on periodic lines (unless
+    ``log_only``), else the log path."""
     m, n = l.shape
-    out = np.empty_like(l)
     s = np.empty(n)
     a = np.empty(n)
     b = np.empty(n)
@@ -327,17 +433,64 @@ def step_rows(l, up, down, tau, periodic, two_stage, log_only=False):
     g = np.empty(n)
     slow = 0
     for k in range(m):
+        if not todo[k]:
+            continue
         lk = l[k]
-        if not log_only and _fast_ok(lk, n, periodic) and _line_fast(lk, up[k], down[k], tau, periodic, two_stage, out[k],
-                                                    s, a, b, c, u, cp, g):
+        if periodic and not log_only and _fast_ok(lk, n, periodic) and _line_fast(
+                lk, up[k], down[k], tau, periodic, two_stage, out[k], s, a, b, c, u, cp, g):
             continue
         slow += 1
         _line_log(lk, up[k], down[k], tau, periodic, two_stage, out[k], s, a, b, c, u, cp, g)
+    return slow
+
+
+def step_rows(l, up, down, tau, periodic, two_stage, log_only=False):
+    """Axis step along the last axis of the ``(m, n)`` log density ``l``.
+
+    ``two_stage`` False gives implicit Euler (first order) instead of MPRK22; ``log_only`` forces
+    the log path (for testing).  Returns ``(new_l, number of lines done by the log path)``.
+    """
+    out = np.empty_like(l)
+    todo = np.ones(l.shape[0], dtype=np.bool_)
+    if not (periodic or log_only):
+        _blocked_walls(l, up, down, tau, two_stage, False, out, todo)
+    slow = _lines_one_by_one(l, up, down, tau, periodic, two_stage, log_only, out, todo) if todo.any() else 0
     return out, slow
 
 
+@njit(cache=True)
+def _redo_cols(l, up, down, tau, two_stage, out, bad):
+    n = l.shape[0]
+    s = np.empty(n)
+    a = np.empty(n)
+    b = np.empty(n)
+    c = np.empty(n)
+    u = np.empty(n)
+    cp = np.empty(n)
+    g = np.empty(n)
+    lo = np.empty(n)
+    slow = 0
+    for j in range(l.shape[1]):
+        if bad[j]:
+            slow += 1
+            _line_log(np.ascontiguousarray(l[:, j]), np.ascontiguousarray(up[:, j]),
+                      np.ascontiguousarray(down[:, j]), tau, False, two_stage, lo, s, a, b, c, u, cp, g)
+            out[:, j] = lo
+    return slow
+
+
 def step_cols(l, up, down, tau, periodic, two_stage, log_only=False):
-    """:func:`step_rows` along the first axis of the ``(n, m)`` log density ``l`` (lines are columns)."""
-    out, slow = step_rows(np.ascontiguousarray(l.T), np.ascontiguousarray(up.T), np.ascontiguousarray(down.T),
-                          tau, periodic, two_stage, log_only)
-    return np.ascontiguousarray(out.T), slow
+    """:func:`step_rows` along the first axis of the ``(n, m)`` log density ``l`` (lines are columns).
+
+    On lines with walls all columns go through the ratio path at once (no transposes); the
+    columns that need it are redone by the log path.
+    """
+    if periodic or log_only:
+        out, slow = step_rows(np.ascontiguousarray(l.T), np.ascontiguousarray(up.T),
+                              np.ascontiguousarray(down.T), tau, periodic, two_stage, log_only)
+        return np.ascontiguousarray(out.T), slow
+    out = np.empty_like(l)
+    bad = np.zeros(l.shape[1], dtype=np.bool_)
+    _blocked_walls(l, up, down, tau, two_stage, True, out, bad)
+    slow = _redo_cols(l, up, down, tau, two_stage, out, bad) if bad.any() else 0
+    return out, slow

@@ -98,7 +98,7 @@ def test_axis_step_solves_the_stage_equations(name, tau, order, log_only):
     """Both kernel paths (ratio and log space) solve the stage equations of MPRK22 / implicit Euler
     to round-off, per cell relative to its value, on reflecting and periodic lines."""
     from gridflow.fokker_planck import _as_lines, _from_lines
-    from gridflow.sg_kernels import step_rows
+    from gridflow.sg_kernels import step_cols, step_rows
 
     grid = GRIDS[name]
     v = _potential(grid)
@@ -106,11 +106,16 @@ def test_axis_step_solves_the_stage_equations(name, tau, order, log_only):
     for axis in range(grid.dim):
         rates = axis_rates(edge_differences(v, grid, axis), grid, axis, 1.3)
         ref = _mprk_reference(_axis_matrix(rates, grid.shape), np.exp(log_rho).ravel(), tau, order)
-        lines, slow = step_rows(_as_lines(log_rho, axis), rates.up_lines, rates.down_lines, tau, grid.periodic,
-                                order == 2, log_only)
+        if grid.dim == 2 and axis == 0:   # column-wise kernel, no transposes
+            got, slow = step_cols(log_rho, rates.up_lines, rates.down_lines, tau, grid.periodic, order == 2,
+                                  log_only)
+            lines = got.T
+        else:
+            lines, slow = step_rows(_as_lines(log_rho, axis), rates.up_lines, rates.down_lines, tau,
+                                    grid.periodic, order == 2, log_only)
+            got = _from_lines(lines, grid.shape, axis)
         if log_only:
             assert slow == lines.shape[0]
-        got = _from_lines(lines, grid.shape, axis)
         np.testing.assert_allclose(got, np.log(ref.reshape(grid.shape)), rtol=0, atol=1e-11)
 
 
@@ -168,3 +173,23 @@ def test_linear_density_wrappers_match_the_log_step():
     np.testing.assert_array_equal(mprk22_axis(rates, rho, 0.1), np.exp(log_axis_step(rates, np.log(rho), 0.1)))
     np.testing.assert_array_equal(implicit_euler_axis(rates, rho, 0.1),
                                   np.exp(log_axis_step(rates, np.log(rho), 0.1, order=1)))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_column_kernel_redoes_only_the_columns_that_need_the_log_path(order):
+    """A 2D step along the first axis with some columns holding empty cells (log 0) or jumps
+    beyond the ratio path's range equals the all-log-path result; the other columns are done by
+    the ratio path and also agree."""
+    from gridflow.sg_kernels import MAX_JUMP, step_cols
+
+    grid = GRIDS["2d"]
+    v = _potential(grid)
+    log_rho = -v + 0.3 * np.random.default_rng(2).standard_normal(grid.shape)
+    log_rho[5:9, 3] = -np.inf                      # empty cells
+    log_rho[20:, 7] -= 3.0 * MAX_JUMP              # a jump the ratio path refuses
+    rates = axis_rates(edge_differences(v, grid, 0), grid, 0, 1.0)
+    got, slow = step_cols(log_rho, rates.up_lines, rates.down_lines, 0.2, False, order == 2)
+    ref, slow_ref = step_cols(log_rho, rates.up_lines, rates.down_lines, 0.2, False, order == 2, True)
+    assert slow == 2 and slow_ref == grid.shape[1]
+    assert np.all(np.isfinite(got))                # the empty cells are refilled
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11)
