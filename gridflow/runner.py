@@ -13,7 +13,7 @@ import numpy as np
 from gridflow.errors import InputError
 from gridflow.problem import Problem
 from gridflow.solver import Frame, save_times, simulate, simulate_path
-from gridflow.stepper import SCHEME, State
+from gridflow.stepper import State, scheme_description
 
 
 def _frames(problem: Problem, time_table: Mapping, *, on_step=None, times=None,
@@ -138,7 +138,7 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     attrs = {
         "case": dumps_case(case),
         "flow": problem.flow,
-        "scheme": SCHEME,
+        "scheme": scheme_description(problem.flux),
         "boundary": problem.grid.boundary,
         "tolerance": float(t.get("tolerance", 1e-7)),
     }
