@@ -60,9 +60,9 @@ def _check_same_case(path: Path, attrs: Mapping, case: Mapping) -> None:
 def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
     """Frames of the interrupted trajectory ``old`` and the state to continue from.
 
-    ``None`` when the file holds no frames.  The state is rebuilt from the last saved frame:
-    t, lambda and log of the cell densities (cells whose density underflowed to 0, i.e. below
-    1e-308, restart at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
+    ``None`` when the file holds no frames.  The state is the last saved frame exactly: t,
+    lambda and its ``log_density`` (in files written before ``log_density`` was stored, the log
+    of ``density``, cells that underflowed to 0 restarting at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
     """
     _check_same_case(Path(old.path), old.attrs, case)
     if not len(old.time):
@@ -74,13 +74,18 @@ def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
                      fisher_information=float(old.fisher_information[k]), mean=old.mean[k],
                      covariance=old.covariance[k],
                      extra={name: float(v[k]) for name, v in old.extra.items() if np.isfinite(v[k])})
+        if old.log_density is not None:
+            frame.update(log_density=old.log_density[k])
         if old.velocity is not None:
             frame.update(velocity=old.velocity[k])
         if old.kinetic_energy is not None:
             frame.update(kinetic_energy=float(old.kinetic_energy[k]))
         frames.append(frame)
-    tiny = np.finfo(float).tiny
-    state = State(float(old.time[-1]), np.log(np.maximum(old.density[-1], tiny)), float(old.lambda_[-1]))
+    if old.log_density is not None:
+        log_rho = np.array(old.log_density[-1], dtype=np.float64)
+    else:  # a file written before log_density was stored
+        log_rho = np.log(np.maximum(old.density[-1], np.finfo(float).tiny))
+    state = State(float(old.time[-1]), log_rho, float(old.lambda_[-1]))
     return frames, state
 
 
@@ -171,7 +176,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
             total_steps += frame.steps
-            writer.write_frame(time=frame.time, density=frame.density, lambda_=frame.lam, mass=d["mass"],
+            writer.write_frame(time=frame.time, density=frame.density, log_density=frame.log_rho,
+                               lambda_=frame.lam, mass=d["mass"],
                                kl=d["kl"], kl_tempered=d["kl_tempered"],
                                fisher_information=d["fisher_information"], mean=d["mean"],
                                covariance=d["covariance"], velocity=frame.velocity,

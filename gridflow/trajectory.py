@@ -4,7 +4,7 @@ Layout (SPEC §2; names and dimensions are the contract)::
 
     dimensions  time (unlimited), x, y (2D only), nv = 2, dim = space dimension, dim2 = dim
     time(time)  x(x)  y(y)  x_bnds(x, nv)  y_bnds(y, nv)
-    density(time, x[, y])  log_target(x[, y])  log_reference(x[, y])
+    density(time, x[, y])  log_density(time, x[, y])  log_target(x[, y])  log_reference(x[, y])
     lambda, mass, kl, kl_tempered, fisher_information (time)
     mean(time, dim)  covariance(time, dim, dim2)
     velocity(time, dim, x[, y])                             -- path flow only
@@ -67,7 +67,7 @@ _FILE_KIND = FileKind(
     unopenable_fix=f"The file is damaged or still being created; try again in a moment or {_REGENERATE}",
     regenerate=_REGENERATE)
 _REQUIRED = ("time", "x", "x_bnds", "density", "log_target", "log_reference", *FRAME_FIELDS, "mean", "covariance")
-_KNOWN = frozenset(_REQUIRED) | {"y", "y_bnds", "nv", "dim", "dim2", "velocity", "kinetic_energy"}
+_KNOWN = frozenset(_REQUIRED) | {"y", "y_bnds", "nv", "dim", "dim2", "velocity", "kinetic_energy", "log_density"}
 
 _LONG_NAMES = {
     "time": "time",
@@ -76,6 +76,7 @@ _LONG_NAMES = {
     "x_bnds": "cell edges, first coordinate",
     "y_bnds": "cell edges, second coordinate",
     "density": "cell-average density rho_t",
+    "log_density": "log of the cell-average density rho_t (the solver's state, exact below 1e-308)",
     "log_target": "log target density log pi, normalised on the grid",
     "log_reference": "log tempering reference density log pi_0, normalised on the grid",
     "lambda": "tempering parameter lambda(t)",
@@ -95,6 +96,17 @@ def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     return arr
+
+
+def _log_density(density: Any, log_density: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The frame's log density: ``log_density`` checked, or ``log(density)`` when it is ``None``."""
+    if log_density is not None:
+        arr = _as_float_array("log_density", log_density, shape)
+        if np.isnan(arr).any() or np.isposinf(arr).any():
+            raise ValueError("log_density must not be NaN or +inf")
+        return arr
+    with np.errstate(divide="ignore"):
+        return np.log(_as_float_array("density", density, shape))
 
 
 # Names that other modules imported from here before they moved to gridflow.h5store.
@@ -185,7 +197,8 @@ class TrajectoryWriter(StatusFile):
             "and that the file is not being modified by another program.")
 
     def _frame_datasets(self) -> Iterable[str]:
-        return ("density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy", *self._extra)
+        return ("density", "log_density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy",
+                *self._extra)
 
     def _write_metadata(self) -> None:
         f = self._file
@@ -217,6 +230,7 @@ class TrajectoryWriter(StatusFile):
         self._create("log_reference", axes, data=self._log_reference)
         cell_methods = " ".join(f"{a}:" for a in axes) + " mean"
         self._series("density", ("time", *axes), g.shape, attrs={"cell_methods": cell_methods})
+        self._series("log_density", ("time", *axes), g.shape)
         for name in FRAME_FIELDS:
             self._series(name, ("time",), (), attrs={"units": "1"} if name == "lambda" else None)
         self._series("mean", ("time", "dim"), (g.dim,))
@@ -250,8 +264,11 @@ class TrajectoryWriter(StatusFile):
     def write_frame(self, *, time: float, density: np.ndarray, lambda_: float, mass: float, kl: float,
                     kl_tempered: float, fisher_information: float, mean: np.ndarray, covariance: np.ndarray,
                     velocity: np.ndarray | None = None, kinetic_energy: float | None = None,
-                    extra: Mapping[str, float] | None = None) -> None:
+                    extra: Mapping[str, float] | None = None, log_density: np.ndarray | None = None) -> None:
         """Append one frame to every time-dimension dataset, then flush the file.
+
+        ``log_density`` is the log of ``density`` as the solver holds it (finite even where
+        ``density`` underflows to 0); without it, ``log(density)`` is stored (-inf where it is 0).
 
         ``velocity`` (shape ``(dim, *grid.shape)``) is required for a path-flow writer and not
         allowed otherwise; ``kinetic_energy`` likewise for a writer created with ``path_flow`` or
@@ -263,6 +280,7 @@ class TrajectoryWriter(StatusFile):
         t = self._next_time(time)
         values: dict[str, np.ndarray] = {
             "density": _as_float_array("density", density, g.shape),
+            "log_density": _log_density(density, log_density, g.shape),
             "lambda": np.float64(lambda_), "mass": np.float64(mass), "kl": np.float64(kl),
             "kl_tempered": np.float64(kl_tempered), "fisher_information": np.float64(fisher_information),
             "mean": _as_float_array("mean", mean, (g.dim,)),
@@ -341,6 +359,8 @@ class Trajectory:
     kinetic_energy: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     path: str = ""
+    log_density: np.ndarray | None = None
+    """log of ``density`` as the solver held it (``None`` in files written before it was stored)."""
 
     @property
     def status(self) -> str:
@@ -421,6 +441,8 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     kinetic = "kinetic_energy" in f
     series += ["velocity"] if path_flow else []
     series += ["kinetic_energy"] if kinetic else []
+    has_log = isinstance(f.get("log_density"), h5py.Dataset)
+    series += ["log_density"] if has_log else []
     extras = _time_series_names(f)
     try:
         n = min(f[name].shape[0] for name in ("time", *series, *extras))
@@ -431,6 +453,8 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             checks["y_bnds"] = (shape[1], 2)
         if path_flow:
             checks["velocity"] = (n, dim, *shape)
+        if has_log:
+            checks["log_density"] = (n, *shape)
         for name, expect in checks.items():
             got = f[name].shape
             got = (min(got[0], n), *got[1:]) if name in series else got
@@ -452,7 +476,8 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             mean=get("mean", True), covariance=get("covariance", True),
             velocity=get("velocity", True) if path_flow else None,
             kinetic_energy=get("kinetic_energy", True) if kinetic else None,
-            extra={name: get(name, True) for name in extras}, path=str(path))
+            extra={name: get(name, True) for name in extras}, path=str(path),
+            log_density=get("log_density", True) if has_log else None)
     except TrajectoryFileError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... on damaged files
