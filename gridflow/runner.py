@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from gridflow.errors import InputError
+from gridflow.errors import InputError, TrajectoryFileError
+from gridflow.grid import Grid
 from gridflow.problem import Problem
 from gridflow.solver import Frame, save_times, simulate, simulate_path
 from gridflow.stepper import SCHEME, State
@@ -37,36 +38,104 @@ def _flatten(table: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _case_differences(old_text: str, case: Mapping) -> list[str]:
-    """Dotted keys whose values differ between a stored case (TOML text) and ``case``."""
+def _case_differences(old_text: str, case: Mapping, *, path: Path | None = None) -> list[str]:
+    """Dotted keys whose values differ between a stored case (TOML text) and ``case``;
+    :class:`TrajectoryFileError` if the stored text is not TOML."""
     import tomllib
 
     from gridflow.case import dumps_case
 
-    old = _flatten(tomllib.loads(old_text))
+    try:
+        old = _flatten(tomllib.loads(old_text))
+    except tomllib.TOMLDecodeError as exc:
+        raise TrajectoryFileError(
+            f"Cannot resume {path}: its 'case' attribute is not a readable case ({exc}), so it cannot be "
+            "checked against this case. Run without --resume to compute the trajectory afresh.") from exc
     new = _flatten(tomllib.loads(dumps_case(case)))
     return sorted(k for k in old.keys() | new.keys() if k != "output.path" and old.get(k) != new.get(k))
 
 
 def _check_same_case(path: Path, attrs: Mapping, case: Mapping) -> None:
     """:class:`InputError` naming the differing keys if the file at ``path`` was written by another case."""
-    diff = _case_differences(str(attrs.get("case", "")), case)
+    diff = _case_differences(str(attrs.get("case", "")), case, path=path)
     if diff:
         raise InputError(
             f"Cannot resume {path}: it was written by a different case (differing keys: {', '.join(diff)}). "
             "Resume with the same case file and --set options, or run without --resume to start afresh.")
 
 
-def _resume_point(old, case: Mapping) -> tuple[list[dict], State] | None:
+MASS_TOLERANCE = 1e-6
+"""How far from 1 a frame's mass may be for --resume to continue from the file (the solver keeps
+it to round-off, ~1e-13; a larger error means a damaged frame)."""
+
+
+def _damaged(path: Path, k: int, t: float, problem: str) -> TrajectoryFileError:
+    return TrajectoryFileError(
+        f"Cannot resume {path}: frame {k} (t = {t:.10g}) {problem}, so the file is damaged. Run without "
+        "--resume to compute the trajectory afresh (this replaces the file).")
+
+
+def _check_resumable(old, *, grid: Grid, times: np.ndarray) -> None:
+    """Refuse (:class:`TrajectoryFileError` naming the frame) a file that --resume cannot trust: a
+    grid other than ``grid``, times not strictly increasing or not among the save ``times`` (so
+    never past the end), a frame whose density is not finite, negative, or of mass not 1, whose
+    ``log_density`` is NaN, +inf or disagrees with ``density``, or whose lambda is outside [0, 1]."""
+    path = Path(old.path)
+    stored = [old.x_bnds] if old.y_bnds is None else [old.x_bnds, old.y_bnds]
+    same = len(stored) == grid.dim and all(
+        b.shape == grid.bounds(k).shape and np.allclose(b, grid.bounds(k), rtol=1e-12, atol=0)
+        for k, b in enumerate(stored))
+    if not same or str(old.attrs.get("boundary", grid.boundary)) != grid.boundary:
+        raise TrajectoryFileError(
+            f"Cannot resume {path}: its grid ({' x '.join(str(len(b)) for b in stored)} cells, "
+            f"box {[float(b[0, 0]) for b in stored]} .. {[float(b[-1, 1]) for b in stored]}) is not the case's "
+            f"({' x '.join(map(str, grid.cells))} cells, box {list(grid.lower)} .. {list(grid.upper)}). "
+            "Resume with the case that wrote the file, or run without --resume to start afresh.")
+    last = -np.inf
+    vol = grid.cell_volume
+    for k, t in enumerate(np.asarray(old.time, dtype=float)):
+        if not np.isfinite(t) or t <= last:
+            raise _damaged(path, k, t, f"has a time that is not finite or not after the previous frame's "
+                           f"({last:.10g})")
+        if not np.any(np.abs(times - t) <= 1e-9 * max(1.0, abs(t))):
+            where = "after the end" if t > times[-1] else "not one of the case's save times"
+            raise _damaged(path, k, t, f"has a time {where} (end = {times[-1]:.10g})")
+        last = t
+        rho = np.asarray(old.density[k])
+        if not np.all(np.isfinite(rho)):
+            raise _damaged(path, k, t, "has a density that is not finite (NaN or inf)")
+        if np.any(rho < 0):
+            raise _damaged(path, k, t, f"has a negative density (min {float(rho.min()):.3g})")
+        mass = float(rho.sum() * vol)
+        if not abs(mass - 1.0) <= MASS_TOLERANCE:
+            raise _damaged(path, k, t, f"has mass {mass:.12g}, not 1")
+        if old.log_density is not None:
+            ld = np.asarray(old.log_density[k])
+            if np.isnan(ld).any() or np.isposinf(ld).any():
+                raise _damaged(path, k, t, "has a log_density that is NaN or +inf")
+            with np.errstate(under="ignore"):
+                if not np.allclose(np.exp(ld), rho, rtol=1e-9, atol=1e-300):
+                    raise _damaged(path, k, t, "has a log_density that disagrees with its density")
+        lam = float(old.lambda_[k])
+        if not 0.0 <= lam <= 1.0:
+            raise _damaged(path, k, t, f"has lambda = {lam:g}, outside [0, 1]")
+
+
+def _resume_point(old, case: Mapping, *, grid: Grid | None = None,
+                  times: np.ndarray | None = None) -> tuple[list[dict], State] | None:
     """Frames of the interrupted trajectory ``old`` and the state to continue from.
 
-    ``None`` when the file holds no frames.  The state is the last saved frame exactly: t,
+    ``None`` when the file holds no frames.  The frames are first checked
+    (:func:`_check_resumable`, against ``grid`` and the save ``times`` of ``case`` unless given).
+    The state is the last saved frame exactly: t,
     lambda and its ``log_density`` (in files written before ``log_density`` was stored, the log
     of ``density``, cells that underflowed to 0 restarting at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
     """
     _check_same_case(Path(old.path), old.attrs, case)
     if not len(old.time):
         return None
+    _check_resumable(old, grid=Problem.from_case(case).grid if grid is None else grid,
+                     times=save_times(case["time"]) if times is None else np.asarray(times, dtype=float))
     frames = []
     for k in range(len(old.time)):
         frame = dict(time=float(old.time[k]), density=old.density[k], lambda_=float(old.lambda_[k]),
@@ -134,7 +203,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
         if attrs.get("status") == "complete":
             _check_same_case(path, attrs, case)
             return path
-        point = _resume_point(open_trajectory(path), case)  # also checks that the same case wrote it
+        # also checks that the same case wrote it and that its frames are sound
+        point = _resume_point(open_trajectory(path), case, grid=problem.grid, times=all_times)
         if point is not None:
             old_frames, state = point
     times = all_times

@@ -236,3 +236,47 @@ def test_resume_of_a_file_without_log_density_uses_log_of_density(tmp_path, monk
     # the floor raised the far mode's initial mass by up to e^90: its mass at t = 12 is off by far more
     # than the tolerance; this is what storing log_density prevents
     assert abs(_far_mass(tr, -1) - _far_mass(ref, -1)) > 1e3 * TOL
+
+
+# -- --resume refuses a damaged file, naming the frame --------------------------------------------
+
+
+def _damage_density(f, k: int, value: float) -> None:
+    rho = f["density"][k]
+    rho[len(rho) // 2] = value
+    f["density"][k] = rho
+
+
+DAMAGES = {
+    "negative": (lambda f: _damage_density(f, 2, -1e-3), "frame 2 .*negative density"),
+    "nan": (lambda f: _damage_density(f, 3, np.nan), "frame 3 .*not finite"),
+    "mass": (lambda f: f["density"].__setitem__(1, 2 * f["density"][1]), "frame 1 .*mass 2"),
+    "log_density": (lambda f: f["log_density"].__setitem__(4, f["log_density"][4] + 0.5),
+                    "frame 4 .*log_density that disagrees"),
+    "past_end": (lambda f: f["time"].__setitem__(4, 1e6), "frame 4 .*after the end"),
+    "not_increasing": (lambda f: f["time"].__setitem__(3, f["time"][1]), "frame 3 .*not after the previous"),
+    "not_a_save_time": (lambda f: f["time"].__setitem__(2, f["time"][2] + 1e-3), "frame 2 .*not one of the"),
+    "lambda": (lambda f: f["lambda"].__setitem__(0, 1.5), "frame 0 .*lambda = 1.5"),
+    "grid": (lambda f: f["x_bnds"].__setitem__(0, f["x_bnds"][0] - 1.0), "its grid .* is not the case's"),
+    "case": (lambda f: f.attrs.__setitem__("case", "this is [not toml"), "'case' attribute is not a readable"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_resume_refuses_a_damaged_file(tmp_path, monkeypatch, capsys, damage):
+    import h5py
+
+    path = tmp_path / "out.h5"
+    _interrupted(path, 5, monkeypatch)
+    spoil, pattern = DAMAGES[damage]
+    with h5py.File(path, "r+") as f:
+        spoil(f)
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=pattern):
+        run(_case(), output=path, resume=True)
+    args = ["run", str(CASE), "-o", str(path), "--set", "grid.cells=[400]", "--set", f"time.tolerance={TOL}",
+            "--resume", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gridflow: error: Cannot resume") and err.count("\n") == 1 and "--resume" in err
+    assert path.read_bytes() == before  # the file is left exactly as it was
