@@ -45,9 +45,12 @@ Design decisions:
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
 import math
 import os
+import stat
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -65,7 +68,7 @@ __all__ = [
     "FILTERS", "LIBVER", "STATUSES", "AttrValue", "FileKind", "StatusFile", "append_frame", "attr_value",
     "create_dimension", "create_variable", "decode_attr", "fail", "first_line", "has_hdf5_signature",
     "load_xarray", "open_readonly", "read_attrs", "read_file", "remove_stale_temporaries", "reopen_writable",
-    "temporary_path", "trim_frames", "utc_now",
+    "OutputLock", "check_output_path", "lock_path", "temporary_path", "trim_frames", "utc_now",
 ]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
@@ -182,6 +185,111 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
 # -- writing --------------------------------------------------------------------------------
 
 
+def check_output_path(path: Path, *, noun: str) -> None:
+    """Refuse an output ``path`` that gridflow must not write: anything but a regular file or a new
+    path (a device, FIFO, socket or directory), a write-protected file, a path with a NUL byte, or
+    one whose directory is missing.  Raises :class:`TrajectoryFileError` saying what and how to fix;
+    ``noun`` (e.g. ``"trajectory file"``) names the file in it.  Writes nothing."""
+    head = f"Cannot write the {noun} {path}"
+    if "\x00" in str(path):
+        raise TrajectoryFileError(f"{head}: the path contains a NUL byte; give an ordinary file name (-o OUT.h5).")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise TrajectoryFileError(f"{head}: it cannot be examined ({exc.strerror or exc}); "
+                                  "choose another output path (-o OUT.h5).") from exc
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise TrajectoryFileError(f"{head}: that path is a directory; give a file name such as out.h5 inside it.")
+        if not stat.S_ISREG(st.st_mode):
+            what = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+                    else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket"
+                    if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise TrajectoryFileError(
+                f"{head}: it is {what}, and gridflow writes only to a regular file or a new path (it would "
+                "replace the special file). Choose another output path (-o OUT.h5).")
+        if not (st.st_mode & 0o222) or not os.access(path, os.W_OK):
+            raise TrajectoryFileError(
+                f"{head}: the existing file is write-protected, and gridflow does not replace it. Make it "
+                f"writable (chmod u+w {path}) if it may be overwritten, or choose another output path (-o OUT.h5).")
+    parent = path.parent
+    if not parent.is_dir():
+        problem = "does not exist" if not parent.exists() else "is not a directory"
+        raise TrajectoryFileError(f"{head}: the directory {parent} {problem}; create the directory or choose "
+                                  "another output path (-o OUT.h5).")
+
+
+def lock_path(path: Path) -> Path:
+    """The side file whose ``flock`` marks ``path`` as being written: ``PATH.lock``."""
+    return path.with_name(f"{path.name}.lock")
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``PATH.lock`` held while ``path`` is written.
+
+    The lock file holds the writer's process id (named in the error a second writer gets).  The
+    kernel drops the lock when its holder dies, so a killed writer never blocks the next one; a
+    released lock file is deleted (after checking, under the lock, that it is still the file at
+    ``PATH.lock``).
+    """
+
+    def __init__(self, path: Path, *, noun: str) -> None:
+        """Take the lock on ``path``; :class:`TrajectoryFileError` if another process holds it or
+        the lock file cannot be created."""
+        self.path = lock_path(path)
+        self._fd: int | None = None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise TrajectoryFileError(
+                    f"Cannot write the {noun} {path}: the lock file {self.path} cannot be created "
+                    f"({exc.strerror or exc}). Check that the directory {path.parent} is writable, or choose "
+                    "another output path (-o OUT.h5).") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_small(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                    raise TrajectoryFileError(f"Cannot lock {self.path} ({exc.strerror or exc}); choose "
+                                              "another output path (-o OUT.h5).") from exc
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise TrajectoryFileError(
+                    f"Cannot write the {noun} {path}: {who} is writing it (it holds the lock {self.path}). "
+                    "Wait for that run to finish or stop it, or choose another output path (-o OUT.h5).") from exc
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous holder deleted it between our open and flock: retry
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Delete the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_small(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
 def temporary_path(path: Path) -> Path:
     """The name under which this process creates ``path``: ``.NAME.PID.tmp`` beside it."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -259,6 +367,7 @@ class StatusFile:
         self._file: h5py.File | None = None
         self._frames = 0
         self._last_time = -math.inf
+        self._lock: OutputLock | None = None
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -308,12 +417,21 @@ class StatusFile:
         :meth:`_before_rename`), so that the final name never holds a file that a killed writer
         could leave unreadable.
         """
-        remove_stale_temporaries(self._path)
-        tmp = temporary_path(self._path)
+        first = self._lock is None
+        if first:
+            check_output_path(self._path, noun=f"{self._KIND} file")
+            self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
         try:
-            self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
-        except OSError as exc:
-            raise self._create_error(exc) from exc
+            remove_stale_temporaries(self._path)
+            tmp = temporary_path(self._path)
+            try:
+                self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
+            except OSError as exc:
+                raise self._create_error(exc) from exc
+        except BaseException:
+            if first:
+                self._release_lock()
+            raise
         try:
             self._write_metadata()
             self._file.flush()
@@ -324,9 +442,35 @@ class StatusFile:
             self._file.close()
             self._file = None
             tmp.unlink(missing_ok=True)
+            if first:
+                self._release_lock()
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _modify_in_place(self, values: Mapping[str, AttrValue]) -> bool:
+        """Overwrite existing root attributes of the same type in SWMR mode, without leaving it
+        (a small in-place write that a kill cannot tear; flushed).  False, nothing changed, if
+        any of them is new or of another type (then :meth:`_metadata_mode` is needed)."""
+        f = self._require_open()
+        for key, value in values.items():
+            if key not in f.attrs:
+                return False
+            old = f.attrs.get_id(key)
+            kind = old.get_type().get_class()
+            want = (h5py.h5t.STRING if isinstance(value, str) else h5py.h5t.INTEGER if isinstance(value, int)
+                    else h5py.h5t.FLOAT)
+            if kind != want or old.shape != ():
+                return False
+        for key, value in values.items():
+            f.attrs.modify(key, value)
+        f.flush()
+        return True
 
     @contextmanager
     def _metadata_mode(self) -> Iterator[h5py.File]:
@@ -362,15 +506,23 @@ class StatusFile:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if self._file is None:
+            self._release_lock()
             return
         try:
             trim_frames(self._file, self._frame_datasets(), self._frames)
-            with self._metadata_mode() as f:
-                f.attrs["status"] = status
+            self._file.flush()
+            # in SWMR mode, in place: the file never leaves SWMR mode at the end of a run, so a
+            # kill leaves frames and a truthful status, and a SWMR reader may stay open
+            if not self._modify_in_place({"status": status}):
+                with self._metadata_mode() as f:
+                    f.attrs["status"] = status
         finally:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            try:
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+            finally:
+                self._release_lock()
 
     def __enter__(self) -> Self:
         return self

@@ -221,6 +221,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
         attrs["warnings"] = "; ".join(problem.warnings)
     if state is not None:
         attrs["resumed_at"] = float(state.t)
+    total_steps = sum(int(f["extra"].get("steps", 0)) for f in old_frames)
+    attrs["total_steps"] = int(total_steps)  # kept up to date at every frame (in place)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -241,8 +243,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     transport = problem.flow in ("fokker-planck", "wfr")
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
-                          kinetic_energy=transport, frames=old_frames) as writer:
-        total_steps = sum(int(f["extra"].get("steps", 0)) for f in old_frames)
+                          kinetic_energy=transport, frames=old_frames,
+                          extra_names=("steps", "rejected_steps")) as writer:
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
             total_steps += frame.steps
@@ -254,10 +256,10 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
                                kinetic_energy=transport_kinetic_energy(problem, d) if transport
                                else frame.kinetic_energy,
                                extra={"steps": float(frame.steps), "rejected_steps": float(frame.rejected)})
+            writer.set_attrs(total_steps=int(total_steps))
             if bar is not None and time.monotonic() - started >= 1.0:
                 bar.n = frame.time
                 bar.refresh()
-        writer.set_attrs(total_steps=int(total_steps))
     if bar is not None:
         bar.close()
     return path

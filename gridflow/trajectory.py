@@ -98,6 +98,12 @@ def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     return arr
 
 
+def _check_extra_name(name: Any) -> None:
+    """ValueError unless ``name`` can name an extra diagnostic (non-empty, no '/', not reserved)."""
+    if not isinstance(name, str) or not name or "/" in name or name in _KNOWN:
+        raise ValueError(f"extra diagnostic name {name!r} is empty, contains '/' or is reserved")
+
+
 def _log_density(density: Any, log_density: Any, shape: tuple[int, ...]) -> np.ndarray:
     """The frame's log density: ``log_density`` checked, or ``log(density)`` when it is ``None``."""
     if log_density is not None:
@@ -126,13 +132,23 @@ class TrajectoryWriter(StatusFile):
     ``frames`` (keyword arguments of :meth:`write_frame`, one mapping per frame) are written
     into the new file before it takes the final name: a resumed run copies the frames of the
     interrupted file this way, so no moment exists at which the path holds fewer frames.
+
+    ``extra_names`` declares ``extra`` diagnostics up front.  A name first seen in a later frame
+    needs a new dataset, which SWMR forbids: before the first frame the file is rebuilt and
+    renamed again (a reader that opened it already would not see the new file), after it the
+    file leaves SWMR mode for a moment.  Declared names need neither.
+
+    The writer holds an exclusive lock on the path (``PATH.lock``, see
+    :class:`gridflow.h5store.OutputLock`) from creation to :meth:`close`, and refuses an output
+    path that is not a regular file or a new path, or that is write-protected.
     """
 
     _KIND = "trajectory"
 
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
-                 kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = ()) -> None:
+                 kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = (),
+                 extra_names: Sequence[str] = ()) -> None:
         super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
@@ -147,6 +163,10 @@ class TrajectoryWriter(StatusFile):
         self._root = dict(root)
         self._created = utc_now()
         self._initial_frames = list(frames)
+        for name in extra_names:
+            _check_extra_name(name)
+            if name not in self._extra:
+                self._extra.append(name)
         for frame in self._initial_frames:
             self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
         self._check_parent()
@@ -300,8 +320,7 @@ class TrajectoryWriter(StatusFile):
             raise ValueError("kinetic_energy is written only when path_flow=True or kinetic_energy=True")
         extra = dict(extra or {})
         for name in extra:
-            if not isinstance(name, str) or not name or "/" in name or name in _KNOWN:
-                raise ValueError(f"extra diagnostic name {name!r} is empty, contains '/' or is reserved")
+            _check_extra_name(name)
         extra_values = {name: np.float64(v) for name, v in extra.items()}
 
         new = [name for name in extra_values if name not in self._extra]
@@ -319,13 +338,19 @@ class TrajectoryWriter(StatusFile):
         self._append(t, values)
 
     def set_attrs(self, **attrs: AttrValue) -> None:
-        """Set root attributes (e.g. warnings found during the run); flushed at once."""
+        """Set root attributes (e.g. warnings found during the run); flushed at once.
+
+        An existing attribute given a value of the same type is overwritten in SWMR mode, in
+        place (cheap, and safe against a kill); a new one needs a rebuild (before the first
+        frame) or a moment outside SWMR mode."""
         values = {k: attr_value(k, v) for k, v in attrs.items()}
         if clash := RESERVED_ATTRS & values.keys():
             raise ValueError(f"attributes {sorted(clash)} are managed by the writer (use close(status=...))")
         if not values:
             return
         self._root.update(values)
+        if self._modify_in_place(values):
+            return
         if self._frames == 0:
             self._recreate()
             return
