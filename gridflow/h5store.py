@@ -67,6 +67,7 @@ from gridflow.errors import TrajectoryFileError
 __all__ = [
     "FILTERS", "LIBVER", "STATUSES", "AttrValue", "FileKind", "StatusFile", "append_frame", "attr_value",
     "create_dimension", "create_variable", "decode_attr", "fail", "first_line", "has_hdf5_signature",
+    "left_by_swmr_writer",
     "load_xarray", "open_readonly", "read_attrs", "read_file", "remove_stale_temporaries", "reopen_writable",
     "OutputLock", "check_output_path", "lock_path", "temporary_path", "trim_frames", "utc_now",
 ]
@@ -309,16 +310,21 @@ def remove_stale_temporaries(path: Path) -> None:
             pass
 
 
-def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any]) -> None:
+def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any],
+                 handles: dict[str, h5py.Dataset] | None = None) -> None:
     """Write frame ``k`` at time ``t``: each ``values[name]`` into dataset ``name`` (grown to
     ``k + 1`` along its first axis), flush, then ``time[k] = t`` and flush again, so that
-    ``len(time)`` counts complete frames.  h5py's ``OSError`` propagates."""
+    ``len(time)`` counts complete frames.  h5py's ``OSError``/``RuntimeError`` propagates.
+
+    ``handles`` caches the open datasets across frames: a dataset handle closed right after a
+    failed write would write again from its destructor, where the error cannot be caught."""
+    handles = {} if handles is None else handles
     for name, value in values.items():
-        ds = f[name]
+        ds = handles.get(name) or handles.setdefault(name, f[name])
         ds.resize(k + 1, axis=0)
         ds[k] = value
     f.flush()
-    ds = f["time"]
+    ds = handles.get("time") or handles.setdefault("time", f["time"])
     ds.resize((k + 1,))
     ds[k] = t
     f.flush()
@@ -368,6 +374,7 @@ class StatusFile:
         self._frames = 0
         self._last_time = -math.inf
         self._lock: OutputLock | None = None
+        self._handles: dict[str, h5py.Dataset] = {}
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -439,6 +446,7 @@ class StatusFile:
             self._before_rename()
             os.replace(tmp, self._path)
         except BaseException as exc:
+            self._handles.clear()
             self._file.close()
             self._file = None
             tmp.unlink(missing_ok=True)
@@ -447,6 +455,34 @@ class StatusFile:
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
+
+    def _abandon(self) -> None:
+        """Close the file after a failed write without writing anything more to it.
+
+        HDF5 cannot close a file whose flush failed (it crashes, and any further flush fails
+        again), so the file's descriptor is first pointed at the null device: the close then
+        succeeds, and the file on disk keeps what it held before the failed frame (complete
+        frames, ``status = running``, readable as a file left by a killed writer).
+        """
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                try:
+                    fd = f.id.get_vfd_handle()
+                    null = os.open(os.devnull, os.O_RDWR)
+                    try:
+                        os.dup2(null, fd)
+                    finally:
+                        os.close(null)
+                except (OSError, RuntimeError, ValueError, TypeError):
+                    pass
+                self._handles.clear()
+                try:
+                    f.close()
+                except (OSError, RuntimeError, ValueError):
+                    pass
+        finally:
+            self._release_lock()
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -475,6 +511,7 @@ class StatusFile:
     @contextmanager
     def _metadata_mode(self) -> Iterator[h5py.File]:
         """Leave SWMR mode (which forbids new objects and attributes) for a metadata change."""
+        self._handles.clear()
         self._require_open().close()
         self._file = None
         self._file = reopen_writable(self._path, error=self._reopen_error)
@@ -492,11 +529,14 @@ class StatusFile:
         return t
 
     def _append(self, t: float, values: Mapping[str, Any]) -> None:
-        """Append one frame (see :func:`append_frame`); an ``OSError`` becomes :meth:`_write_error`."""
+        """Append one frame (see :func:`append_frame`).  A failed write (h5py raises ``OSError``
+        or ``RuntimeError``: disk full, file-size limit, ...) abandons the file
+        (:meth:`_abandon`) and raises :meth:`_write_error`."""
         k = self._frames
         try:
-            append_frame(self._require_open(), k, t, values)
-        except OSError as exc:
+            append_frame(self._require_open(), k, t, values, self._handles)
+        except (OSError, RuntimeError) as exc:
+            self._abandon()
             raise self._write_error(k, t, exc) from exc
         self._frames = k + 1
         self._last_time = t
@@ -517,6 +557,7 @@ class StatusFile:
                 with self._metadata_mode() as f:
                     f.attrs["status"] = status
         finally:
+            self._handles.clear()
             try:
                 if self._file is not None:
                     self._file.close()
@@ -545,17 +586,39 @@ def fail(path: Path, problem: str, fix: str) -> TrajectoryFileError:
     return TrajectoryFileError(f"{path}: {problem}. {fix}")
 
 
-def has_hdf5_signature(path: Path) -> bool:
-    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
+def _signature_offset(path: Path) -> int | None:
+    """Offset of the HDF5 signature (0, 512, 1024, ...: user blocks are allowed), or None."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         offset = 0
         while offset + 8 <= size:
             fh.seek(offset)
             if fh.read(8) == HDF5_SIGNATURE:
-                return True
+                return offset
             offset = 512 if offset == 0 else 2 * offset
-    return False
+    return None
+
+
+def has_hdf5_signature(path: Path) -> bool:
+    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
+    return _signature_offset(path) is not None
+
+
+def left_by_swmr_writer(path: Path) -> bool:
+    """True if the superblock (version 3) still says "open for SWMR writing": the file's writer
+    is running, was killed, or abandoned it after a failed write.  Such a file may be shorter
+    than its superblock's end-of-file (the last flush did not reach the disk); its frames
+    written before are read with ``swmr=True``."""
+    try:
+        offset = _signature_offset(path)
+        if offset is None:
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(offset + 8)
+            head = fh.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and head[0] >= 3 and bool(head[3] & 0x04)
 
 
 @dataclass(frozen=True)
@@ -597,13 +660,15 @@ def open_readonly(path: Path, kind: FileKind) -> tuple[h5py.File, bool]:
     errors = []
     # A plain open first: it checks the file's length and so detects truncation.  Only a file
     # whose "open for writing" flags are set (a live or killed SWMR writer) is opened with
-    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file).
+    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file); so is
+    # a "truncated" file that a SWMR writer left (its last flush failed: disk full, ...).
     for swmr in (False, True):
         try:
             return h5py.File(path, "r", swmr=swmr), swmr
         except OSError as exc:
             errors.append(first_line(exc))
-            if "already open for write" not in errors[0]:
+            if "already open for write" not in errors[0] and not (
+                    "truncated" in errors[0] and left_by_swmr_writer(path)):
                 break
     text = " / ".join(errors)
     regen = kind.regenerate

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -158,6 +161,25 @@ def _resume_point(old, case: Mapping, *, grid: Grid | None = None,
     return frames, state
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """While the run writes its file, SIGTERM is handled like SIGINT (KeyboardInterrupt), so the
+    file's status becomes ``interrupted``; the previous handler is restored after.  Outside the
+    main thread (where handlers cannot be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def transport_kinetic_energy(problem: Problem, diagnostics: Mapping) -> float:
     """Kinetic energy of the transport velocity v = -a grad log(rho / pi_lambda) of the W part.
 
@@ -184,10 +206,21 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
 
     With ``resume``, an interrupted file at the output path (status other than ``complete``,
     written by the same case) is continued from its last frame: its frames are kept and the
-    integration restarts from the saved density, time and lambda, so the result agrees with an
-    uninterrupted run to the run's tolerance.  A complete file is left untouched; a missing
-    file or one without frames is computed from the start.
+    integration restarts from the saved log density, time and lambda, so the result agrees with
+    an uninterrupted run to the run's tolerance.  A complete file is left untouched; a missing
+    file or one without frames is computed from the start; a damaged one is refused
+    (:class:`~gridflow.errors.TrajectoryFileError` naming the frame).
+
+    SIGTERM is handled like SIGINT while it runs (status ``interrupted``, KeyboardInterrupt).  A
+    failed write (disk full, file-size limit, ...) raises :class:`~gridflow.errors.OutputWriteError`
+    saying how many complete frames the file holds; the file can be resumed.
     """
+    with _sigterm_interrupts():
+        return _run(case, output=output, progress=progress, resume=resume)
+
+
+def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, resume: bool) -> Path:
+    """The body of :func:`run`."""
     from gridflow.case import dumps_case
     from gridflow.trajectory import TrajectoryWriter, open_trajectory, trajectory_attrs
 

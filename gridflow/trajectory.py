@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ import h5py
 import numpy as np
 
 from gridflow._version import __version__
-from gridflow.errors import TrajectoryFileError
+from gridflow.errors import OutputWriteError, TrajectoryFileError
 from gridflow.grid import Grid
 from gridflow.h5store import (LIBVER, STATUSES, AttrValue, FileKind, StatusFile, attr_value, create_dimension,
                               create_variable, decode_attr, fail, first_line, has_hdf5_signature, load_xarray,
@@ -182,6 +183,7 @@ class TrajectoryWriter(StatusFile):
 
     def _recreate(self) -> None:
         """Rebuild the file before its first frame (new extras, new attributes): no unsafe window."""
+        self._handles.clear()
         self._require_open().close()
         self._file = None
         self._create_file()
@@ -211,10 +213,22 @@ class TrajectoryWriter(StatusFile):
             f"Cannot reopen the trajectory file {self._path} to update it ({exc}). "
             "Close other programs that hold the file open and run again.")
 
-    def _write_error(self, k: int, t: float, exc: OSError) -> TrajectoryFileError:
-        return TrajectoryFileError(
-            f"Cannot write frame {k} (t = {t:g}) to {self._path} ({exc}). Check the free disk space "
-            "and that the file is not being modified by another program.")
+    def _write_error(self, k: int, t: float, exc: Exception) -> OutputWriteError:
+        """Frame ``k`` could not be written (the file is already abandoned): say why, how many
+        complete frames the file holds (read back from it) and to run --resume."""
+        text = str(exc)
+        found = re.search(r"error message = '([^']*)'", text)
+        reason = found.group(1) if found else first_line(exc)
+        try:
+            held = open_trajectory(self._path).time
+            kept = (f"{len(held)} complete frames (t = {held[0]:g} .. {held[-1]:g})" if len(held)
+                    else "no complete frames")
+        except TrajectoryFileError:
+            kept = f"{k} complete frames" if k else "no complete frames"
+        return OutputWriteError(
+            f"Cannot write frame {k} (t = {t:g}) to {self._path}: {reason}. The file holds {kept}; free disk "
+            "space (or raise the file-size limit, `ulimit -f`) and run the same command with --resume to "
+            "continue from the last frame.")
 
     def _frame_datasets(self) -> Iterable[str]:
         return ("density", "log_density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy",
@@ -452,6 +466,23 @@ def _time_series_names(f: h5py.File) -> list[str]:
     return names
 
 
+def _complete_frames(time: h5py.Dataset, n: int) -> int:
+    """Of the first ``n`` frames, how many are complete: a writer whose last flush failed (disk
+    full) can leave a last ``time`` entry that is unreadable or NaN (the fill value); such
+    trailing frames are not counted."""
+    while n > 0:
+        try:
+            values = np.asarray(time[:n], dtype=np.float64)
+            break
+        except (OSError, RuntimeError):
+            n -= 1
+    else:
+        return 0
+    while n > 0 and np.isnan(values[n - 1]):
+        n -= 1
+    return n
+
+
 def _read(f: h5py.File, path: Path) -> Trajectory:
     missing = [name for name in _REQUIRED if not isinstance(f.get(name), h5py.Dataset)]
     if missing:
@@ -471,6 +502,7 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     extras = _time_series_names(f)
     try:
         n = min(f[name].shape[0] for name in ("time", *series, *extras))
+        n = _complete_frames(f["time"], n)
         shape = tuple(f[a].shape[0] for a in ("x", "y")[:dim])
         checks = {"density": (n, *shape), "log_target": shape, "log_reference": shape, "mean": (n, dim),
                   "covariance": (n, dim, dim), "x_bnds": (shape[0], 2)}

@@ -206,3 +206,56 @@ def test_a_kill_at_any_moment_leaves_a_readable_file_with_a_truthful_status(tmp_
     assert np.all(np.isfinite(tr.density)) and np.all(np.diff(tr.time) > 0)
     assert main(_run_args(path, "--resume")) == 0  # and it can be continued
     assert open_trajectory(path).status == "complete" and len(open_trajectory(path).time) == 101
+
+
+# -- I/O errors mid-run and SIGTERM -----------------------------------------------------------
+
+FSIZE_RUN = textwrap.dedent("""
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as `ulimit -f` with the signal ignored: writes fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+    from gridflow.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_a_file_size_limit_mid_run_ends_cleanly_and_can_be_resumed(tmp_path):
+    path = tmp_path / "out.h5"
+    proc = subprocess.run([sys.executable, "-c", FSIZE_RUN, "60000", *_run_args(path)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # not a crash (a segfault was -11)
+    err = proc.stderr
+    assert err.startswith("gridflow: error: Cannot write frame") and err.count("\n") == 1, err
+    assert "File too large" in err and "--resume" in err
+    tr = open_trajectory(path)
+    held = len(tr.time)
+    assert 0 < held < 101 and f"The file holds {held} complete frames" in err
+    assert tr.status == "running"  # the writer could not finish it: not complete, not failed-and-torn
+    assert np.all(np.isfinite(tr.density)) and np.all(np.isfinite(tr.log_density))  # no NaN frame counted
+    np.testing.assert_allclose(tr.mass, 1.0, atol=1e-12)
+    assert os.path.getsize(path) <= 60000 and not lock_path(path).exists()
+    assert main(["info", str(path)]) == 0
+    assert main(_run_args(path, "--resume")) == 0
+    done = open_trajectory(path)
+    assert done.status == "complete" and len(done.time) == 101
+    np.testing.assert_array_equal(done.density[:held], tr.density)
+
+
+def test_sigterm_gives_status_interrupted(tmp_path):
+    path = tmp_path / "out.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "gridflow", *_run_args(path)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not path.exists() or not len(open_trajectory(path).time):  # a reader beside the writer
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    tr = open_trajectory(path)
+    if code == 0:  # pragma: no cover - the run finished before the signal arrived
+        pytest.skip("the run ended before SIGTERM")
+    assert code == 130 and err.strip() == "gridflow: interrupted"
+    assert tr.status == "interrupted" and 0 < len(tr.time) < 101 and not lock_path(path).exists()
