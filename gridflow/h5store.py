@@ -29,18 +29,32 @@ Design decisions:
   mode (file format of HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and
   flushed at creation, then SWMR writing starts.  Each frame writes every per-frame dataset,
   flushes, writes ``time`` and flushes again (:func:`append_frame`), so ``len(time)`` counts
-  complete frames; the readers also trim every series to the shortest one.  SWMR forbids new
-  objects and attributes: before the first frame a writer can simply rebuild the file (the
-  grid writer does, to add ``extra`` datasets or attributes); after it, a metadata change (a
-  new dataset, new root attributes, the final ``status``) reopens the file in ordinary
-  read-write mode for a few milliseconds (:func:`reopen_writable`; a kill inside that window
-  leaves a file that needs ``h5clear -s``).  A file left by a killed SWMR writer still has its
-  "open for writing" flags set; :func:`open_readonly` then opens it with ``swmr=True``.
+  complete frames; the readers also trim every series to the shortest one and drop a trailing
+  ``time`` that is NaN or unreadable.  SWMR forbids new objects and attributes, but allows
+  overwriting an existing attribute of the same type: the final ``status`` (and e.g. a running
+  step count) is written that way, in place, without leaving SWMR mode, so a kill at any
+  moment leaves a readable file whose ``status`` is ``running`` or the final one, and a SWMR
+  reader may stay open to the end.  Only a truly new dataset or attribute after the first
+  frame reopens the file in ordinary read-write mode for a few milliseconds
+  (:func:`reopen_writable`); writers avoid it by declaring everything up front.  A file left by
+  a killed SWMR writer still has its "open for writing" flags set; :func:`open_readonly` then
+  opens it with ``swmr=True``.
 * The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
-  final name as soon as it is in SWMR mode (again if it is rebuilt before its first frame),
-  not at the end of the run: a killed run must leave its frames readable at the path the user
-  asked for, with a ``status`` other than ``complete``.  Temporary files of killed writers are
-  removed by the next writer of the same path (:func:`remove_stale_temporaries`).
+  final name as soon as it is in SWMR mode, before its first frame; from then on it is never
+  replaced, so a reader that opened it sees every frame.  (A rebuild before the first frame,
+  for an undeclared extra dataset or attribute, renames again; a resumed run writes the old
+  frames into the new file before the rename, so the path never holds fewer frames.)
+  Temporary files of killed writers are removed by the next writer (:func:`remove_stale_temporaries`).
+* **Output safety.**  Only a regular file or a new path is written (:func:`check_output_path`:
+  devices, FIFOs, sockets, directories and write-protected files are refused), and one writer
+  at a time holds an exclusive ``flock`` on the side file ``PATH.lock`` (:class:`OutputLock`;
+  the kernel drops it when the holder dies).  The user's existing file is only ever replaced
+  by a rename, never written into.
+* **I/O errors.**  A write that fails mid-run (disk full, file-size limit) leaves HDF5 unable
+  to close the file (it crashes trying to flush again), so the writer points the file's
+  descriptor at the null device and then closes it (:meth:`StatusFile._abandon`): the file on
+  disk keeps its complete frames with ``status = running``; it may be shorter than its
+  superblock says, and :func:`open_readonly` reads such a SWMR-flagged file with ``swmr=True``.
 """
 
 from __future__ import annotations

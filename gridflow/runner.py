@@ -132,7 +132,8 @@ def _resume_point(old, case: Mapping, *, grid: Grid | None = None,
     (:func:`_check_resumable`, against ``grid`` and the save ``times`` of ``case`` unless given).
     The state is the last saved frame exactly: t,
     lambda and its ``log_density`` (in files written before ``log_density`` was stored, the log
-    of ``density``, cells that underflowed to 0 restarting at log 2.2e-308).  :class:`InputError` if ``old`` was written by another case.
+    of ``density``, cells that underflowed to 0 restarting at log 2.2e-308).  :class:`InputError`
+    if ``old`` was written by another case.
     """
     _check_same_case(Path(old.path), old.attrs, case)
     if not len(old.time):
@@ -186,7 +187,7 @@ def transport_kinetic_energy(problem: Problem, diagnostics: Mapping) -> float:
     ||v||^2_{L2(rho)} = a^2 I(rho | pi_lambda), with I the relative Fisher information of the
     frame's diagnostics (central differences of log(rho / pi_lambda), second order for smooth
     densities).  For the Fokker–Planck flow this is the kinetic energy of the flow itself
-    (NUMERICS §7); for WFR, of its transport part.
+    (docs/numerics.md, Diagnostics); for WFR, of its transport part.
     """
     return problem.diffusion ** 2 * float(diagnostics["fisher_information"])
 

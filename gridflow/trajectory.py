@@ -1,6 +1,6 @@
 """Trajectory files: netCDF4-compatible HDF5, written frame by frame, readable after a crash.
 
-Layout (SPEC §2; names and dimensions are the contract)::
+Layout (docs/file-format.md; names and dimensions are the contract)::
 
     dimensions  time (unlimited), x, y (2D only), nv = 2, dim = space dimension, dim2 = dim
     time(time)  x(x)  y(y)  x_bnds(x, nv)  y_bnds(y, nv)
@@ -489,7 +489,7 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
         have = ", ".join(sorted(f.keys())[:12]) or "nothing"
         raise fail(path, f"is an HDF5 file but not a gridflow trajectory: it lacks the dataset(s) "
                    f"{', '.join(missing)} (it holds: {have})",
-                   "Pass a trajectory written by `gridflow run` (SPEC §2 lists its layout)")
+                   "Pass a trajectory written by `gridflow run` (docs/file-format.md lists its layout)")
     two_d = "y" in f
     dim = 2 if two_d else 1
     series = ["density", *FRAME_FIELDS, "mean", "covariance"]

@@ -122,7 +122,8 @@ def test_the_lock_is_held_across_processes(tmp_path):
     path = tmp_path / "out.h5"
     lock = OutputLock(path, noun="trajectory file")
     try:
-        code = f"from gridflow.h5store import OutputLock; from pathlib import Path; OutputLock(Path({str(path)!r}), noun='x')"
+        code = ("from gridflow.h5store import OutputLock; from pathlib import Path; "
+                f"OutputLock(Path({str(path)!r}), noun='x')")
         proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and f"process {os.getpid()} is writing it" in proc.stderr
     finally:
