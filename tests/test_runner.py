@@ -153,7 +153,8 @@ def test_fokker_planck_kinetic_energy_is_exact_for_gaussians(tmp_path):
     # second-order central differences at h = 0.01 on Gaussians of variance >= 0.5: relative error ~ h^2
     np.testing.assert_allclose(tr.kinetic_energy, exact, rtol=1e-3)
     assert exact[0] > 10 * exact[-1]  # the test spans a real decay
-    np.testing.assert_allclose(tr.kinetic_energy, a ** 2 * tr.fisher_information, rtol=1e-14)
+    # the relative Fisher information is a separate diagnostic with its own closed form (exact / a^2)
+    np.testing.assert_allclose(tr.fisher_information, exact / a ** 2, rtol=1e-3)
 
 
 # -- far modes: the resumed state is the stored log density, exact below 1e-308 ----------------
