@@ -92,34 +92,36 @@ def _assemble(eu, ed, periodic, a, b, c, n):
 
 
 @njit(cache=True, inline="always")
-def _psi(z, q):
-    """phi(z) (q - z) with phi(z) = (e^z - 1)/z, for q > z; its limit 1 at z = -inf."""
+def _phi(z):
+    """phi(z) = (e^z - 1)/z = Lambda(1, e^z), the logarithmic mean relative to its first argument;
+    phi(-inf) = 0, phi(NaN) = 1 (two empty cells), capped at phi(700)."""
     if z == _NEG_INF:
+        return 0.0
+    if not z == z:
         return 1.0
     if abs(z) < 1e-6:
-        return (1.0 + z * (0.5 + z / 6.0)) * (q - z)
+        return 1.0 + z * (0.5 + z / 6.0)
     zc = min(z, 700.0)
-    return math.expm1(zc) / zc * (q - z)
+    return math.expm1(zc) / zc
 
 
 @njit(cache=True, inline="always")
 def _log_mean_rates(dl, dp, kappa):
     """Jump rates (up, down) of the log-mean flux across one edge.
 
-    The flux lo -> hi is kappa Lambda(rho_lo, rho_hi) (g_lo - g_hi), g = l - p, Lambda the
-    logarithmic mean; written as ``up * rho_lo`` when it flows up and ``down * rho_hi`` when it
-    flows down, with Lambda/rho_lo = phi(l_hi - l_lo).  ``dl``, ``dp`` are hi - lo differences.
+    With g = l - p and Lambda the logarithmic mean, the flux lo -> hi is
+    kappa Lambda(rho_lo, rho_hi) (g_lo - g_hi) = kappa [(rho_lo - rho_hi) + Lambda dp], since
+    Lambda (l_lo - l_hi) = rho_lo - rho_hi: a linear diffusion plus a drift dp = p_hi - p_lo whose
+    mobility Lambda is taken from the upwind cell, Lambda = phi(dl) rho_lo (dp > 0) or
+    phi(-dl) rho_hi (dp < 0), dl = l_hi - l_lo.  As jump rates: up = kappa (1 + phi(dl) dp^+),
+    down = kappa (1 + phi(-dl) dp^-).  Only the mobility ratio phi is frozen within a stage, so
+    the diffusion stays fully implicit (steps not limited by h^2); at rho = pi the flux vanishes
+    exactly.
     """
-    dg = dl - dp
-    if dg < 0.0:
-        return kappa * _psi(dl, dp), 0.0
-    if dg > 0.0:
-        return 0.0, kappa * _psi(-dl, -dp)
-    if dg == 0.0:
-        return 0.0, 0.0                  # equilibrium
-    # two empty cells (dl = -inf + inf): the limit of Lambda (g_lo - g_hi) as both vanish is
-    # undefined; take the diffusive one, kappa (rho_lo - rho_hi), so that an implicit stage
-    # fills empty regions at once as the exact flow does (instead of one cell per stage)
+    if dp > 0.0:
+        return kappa * (1.0 + _phi(dl) * dp), kappa
+    if dp < 0.0:
+        return kappa, kappa * (1.0 - _phi(-dl) * dp)
     return kappa, kappa
 
 
