@@ -60,7 +60,8 @@ def test_fisher_rao_to_a_far_mode_matches_the_closed_form(dim, m, bound, schedul
         # the far mode's mass, including while it is below the floating-point range
         np.testing.assert_allclose(frame.log_rho, exact, rtol=0, atol=1e-9 * max(1.0, np.abs(exact).max()))
     assert worst <= bound
-    assert far_mass(problem, frame.log_rho, m) > 0.49 if schedule == "untempered" else True
+    if schedule == "untempered":   # J(15) = 1 - e^-15: half the mass is in the far mode
+        assert far_mass(problem, frame.log_rho, m) > 0.49
 
 
 def test_wfr_puts_half_the_mass_into_a_far_mode_in_1d():
