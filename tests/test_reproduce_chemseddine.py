@@ -228,7 +228,7 @@ def test_reproduce_writes_report_tables_and_figures(tmp_path):
                  "fig5-mixtures", "fig6-2d", "fig7-2d-closed-form"):
         png = tmp_path / ch.FIGURE_DIR / f"{name}.png"
         assert png.is_file() and f"({(ch.FIGURE_DIR / png.name).as_posix()})" in text
-    for table in ("results.json", "teleport_path_kinetic_energy.csv", "teleport_fp.csv", "mixtures.csv"):
+    for table in ("results.json", "claims.json", "teleport_path_kinetic_energy.csv", "teleport_fp.csv", "mixtures.csv"):
         assert (tmp_path / table).is_file()
     import json
 

@@ -1014,9 +1014,9 @@ def _report(out_dir: Path, tp: dict, prof: dict, fp: dict, mix: dict, d2: dict, 
         "`gridflow.reproduce.chemseddine.reproduce`); every number and figure below is recomputed by that "
         "command from the case files `cases/papers/chemseddine-*.toml`. Wall time of this run: "
         f"**{timing['total']:.0f} s**. The committed copy is `docs/reproductions-chemseddine.md` with "
-        "`docs/figures/chemseddine/*.png`: refresh it with `gridflow reproduce chemseddine -o outputs/reproduce` "
-        "and copy `outputs/reproduce/chemseddine/report.md` and its `figures/chemseddine/` there (the image links "
-        "are relative and work in both places); the tables (`results.json`, `*.csv`) stay in the output directory.")
+        "`docs/figures/chemseddine/*.png`, with the claim records in `docs/reproductions/chemseddine/claims.json`: "
+        "refresh them with `gridflow reproduce chemseddine --publish docs` (the image links are relative and work in "
+        "both places); the tables (`results.json`, `*.csv`) stay in the output directory.")
     add("")
     add("The paper (ICLR 2025) studies curves of densities rho_t ∝ e^{-f_t} from a simple density to a "
         "Boltzmann density and the velocity fields v_t that carry them in the continuity equation "
