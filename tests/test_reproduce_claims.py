@@ -82,11 +82,12 @@ def test_index_is_generated_from_the_claims_files(tmp_path):
         d = tmp_path / "reproductions" / name
         d.mkdir(parents=True)
         write_claims(d / "claims.json", [Claim("1", f"claim of {name}", "q <= 2",
-                                               [Check("s", Measured("q", value), "<=", 2.0)])], title=f"Title {name}")
+                                               [Check("s", Measured("q", value), "<=", 2.0)], summary=f"q = {value:g}")],
+                     title=f"Title {name}")
     text = write_index(tmp_path).read_text()
     assert "## Title paper-a" in text and "## Title paper-b" in text
-    assert "| 1 | claim of paper-a | **confirmed** |" in text
-    assert "| 1 | claim of paper-b | **refuted** (fails on s) |" in text
+    assert "| 1 | claim of paper-a | q = 1 | **confirmed** |" in text
+    assert "| 1 | claim of paper-b | q = 3 | **refuted** (fails on s) |" in text
     assert "(reproductions-paper-b.md)" in text
     with pytest.raises(InputError):
         read_claims(tmp_path / "missing.json")

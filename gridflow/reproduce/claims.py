@@ -247,16 +247,16 @@ def _cell(text: str) -> str:
 
 
 def claims_table(claims: Iterable[Claim], *, details: bool = True) -> str:
-    """Markdown table of ``claims``: id, claim, criterion and grid result (with ``details``), verdict."""
+    """Markdown table of ``claims``: id, claim, criterion (with ``details``), grid result, verdict."""
     lines = ["| # | claim | criterion | grid result | verdict |", "|---|---|---|---|---|"] if details else \
-        ["| # | claim | verdict |", "|---|---|---|"]
+        ["| # | claim | grid result | verdict |", "|---|---|---|---|"]
     for c in claims:
         verdict = f"**{c.verdict}**" + c.verdict_text[len(c.verdict):]
         if details:
             lines.append(f"| {c.id} | {_cell(c.statement)} | {_cell(c.criterion)} | {_cell(c.summary)} | "
                          f"{_cell(verdict)} |")
         else:
-            lines.append(f"| {c.id} | {_cell(c.statement)} | {_cell(verdict)} |")
+            lines.append(f"| {c.id} | {_cell(c.statement)} | {_cell(c.summary)} | {_cell(verdict)} |")
     return "\n".join(lines)
 
 
