@@ -273,8 +273,13 @@ def test_particle_mmd_of_exact_draws_is_unbiased():
 def test_full_reproduction(tmp_path):
     report = cp.reproduce(tmp_path)
     text = report.read_text()
-    assert "**not confirmed**" not in text
-    assert text.count("**confirmed**") == 4
+    from gridflow.reproduce.claims import read_claims
+
+    _, claims = read_claims(tmp_path / "claims.json")
+    verdicts = {c.id: c.verdict for c in claims}
+    assert verdicts == {"1": "confirmed", "2": "confirmed", "3": "confirmed", "4": "confirmed", "5": "confirmed",
+                        "P": "refuted"}, {c.id: c.verdict_text for c in claims}
+    assert all(f"**{c.verdict}**" in text for c in claims)
     for png in ("cp-a-kl-wide.png", "cp-a-kl-narrow.png", "cp-a-rates.png", "cp-b-times.png", "cp-b-mmd-curves.png",
                 "cp-c-lambda.png", "cp-c-mmd.png", "cp-d-times-2d.png", "cp-particles.png"):
         assert (tmp_path / png).stat().st_size > 10_000

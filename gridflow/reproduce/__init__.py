@@ -6,10 +6,13 @@ Each reproduction is a module exposing::
     def reproduce(out_dir: Path, *, progress: bool = False) -> Path
 
 ``reproduce`` regenerates every number and figure of the reproduction into ``out_dir``
-(tables as JSON/CSV, figures as PNG, and a Markdown report ``report.md``) and returns the
-report's path.  The committed copies under ``docs/`` (``docs/reproductions-NAME.md`` and
-``docs/figures/NAME/``) are made from that output by :func:`publish`
-(``gridflow reproduce NAME --publish docs``).
+(tables as JSON/CSV, figures as PNG, the claim records ``claims.json`` written with
+:func:`gridflow.reproduce.claims.write_claims`, and a Markdown report ``report.md`` whose
+verdicts are rendered from those records) and returns the report's path.  The committed
+copies under ``docs/`` (``docs/reproductions-NAME.md``, ``docs/figures/NAME/`` and
+``docs/reproductions/NAME/claims.json``) are made from that output by :func:`publish`
+(``gridflow reproduce NAME --publish docs``), which also regenerates ``docs/reproductions.md``
+from every published ``claims.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gridflow.errors import InputError
+from gridflow.reproduce.claims import write_index
 
 REPRODUCTIONS = {
     "crucinio-pathiraja": "gridflow.reproduce.crucinio_pathiraja",
@@ -36,28 +40,41 @@ def get(name: str) -> ModuleType:
 
 
 def reproduce(name: str, out_dir: str | Path, *, progress: bool = False) -> Path:
-    """Run reproduction ``name`` into ``out_dir``; returns the path of its Markdown report."""
+    """Run reproduction ``name`` into ``out_dir``; returns the path of its Markdown report.
+
+    The reproduction writes ``claims.json`` next to the report.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return get(name).reproduce(out, progress=progress)
 
 
 def publish(name: str, out_dir: str | Path, docs_dir: str | Path) -> Path:
-    """Copy reproduction ``name``'s report and figures from ``out_dir`` into ``docs_dir``.
+    """Copy reproduction ``name``'s report, figures and claims from ``out_dir`` into ``docs_dir``.
 
     Writes ``docs_dir/reproductions-NAME.md`` and ``docs_dir/figures/NAME/*.png`` with image
-    links that work from ``docs_dir``; returns the report's path.  A module may provide its
-    own ``publish(out_dir, docs_dir)``; otherwise its figures must live in
-    ``out_dir/figures/NAME/`` and be linked relatively from ``report.md``.
+    links that work from ``docs_dir``, copies ``claims.json`` to
+    ``docs_dir/reproductions/NAME/claims.json`` and regenerates ``docs_dir/reproductions.md``
+    from every published ``claims.json``; returns the report's path.  A module may provide its
+    own ``publish(out_dir, docs_dir)`` for the report and figures; otherwise its figures must
+    live in ``out_dir/figures/NAME/`` and be linked relatively from ``report.md``.
     """
     module = get(name)
     out, docs = Path(out_dir), Path(docs_dir)
+    claims = out / "claims.json"
+    if not claims.is_file():
+        raise InputError(f"{claims} is missing: run `gridflow reproduce {name}` into {out} first.")
     if hasattr(module, "publish"):
-        return module.publish(out, docs)
-    figures = docs / "figures" / name
-    figures.mkdir(parents=True, exist_ok=True)
-    for png in sorted((out / "figures" / name).glob("*.png")):
-        shutil.copyfile(png, figures / png.name)
-    target = docs / f"reproductions-{name}.md"
-    shutil.copyfile(out / "report.md", target)
+        target = module.publish(out, docs)
+    else:
+        figures = docs / "figures" / name
+        figures.mkdir(parents=True, exist_ok=True)
+        for png in sorted((out / "figures" / name).glob("*.png")):
+            shutil.copyfile(png, figures / png.name)
+        target = docs / f"reproductions-{name}.md"
+        shutil.copyfile(out / "report.md", target)
+    published = docs / "reproductions" / name
+    published.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(claims, published / "claims.json")
+    write_index(docs)
     return target
