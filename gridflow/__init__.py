@@ -39,6 +39,13 @@ def open_trajectory(path, *, as_xarray=False):
     return _open(path, as_xarray=as_xarray)
 
 
+def validate(case, *, sampler, **kwargs) -> dict:
+    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"); see :func:`gridflow.validation.validate`."""
+    from gridflow.validation import validate as _validate
+
+    return _validate(case, sampler=sampler, **kwargs)
+
+
 def _trajectory(trajectory):
     from gridflow.trajectory import Trajectory
 
@@ -76,6 +83,6 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
 
 __all__ = [
     "__version__", "Grid", "Problem", "Stepper", "Frame", "simulate", "solve", "run", "load_case",
-    "open_trajectory", "sample", "compare", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
+    "open_trajectory", "sample", "compare", "validate", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
     "TrajectoryFileError", "NumericalError", "BoundaryMassWarning",
 ]

@@ -234,3 +234,33 @@ def test_validate_errors_are_input_errors(tmp_path):
         args = _parser().parse_args(["validate", str(toml), "--sampler", "ula", *extra])
         with pytest.raises(InputError, match=match):
             command(args)
+
+
+# ------------------------------------------------------------------------------------------------
+# the user's own sampler
+# ------------------------------------------------------------------------------------------------
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+def test_validate_command_with_a_user_sampler_file(tmp_path, capsys):
+    """--sampler FILE.py:NAME runs the user's function; the report names it, the plot file name is safe,
+    --particles-output writes its run; a broken file is an InputError naming it."""
+    case = tmp_path / "c.toml"
+    case.write_text('name = "c"\n[grid]\nlower = [-5.0]\nupper = [6.0]\ncells = [400]\n[target]\nkind = "gaussian"\n'
+                    'mean = [1.0]\ncov = [[0.5]]\n[initial]\nkind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n'
+                    f'[flow]\nkind = "fokker-planck"\n[time]\nend = 0.5\n[output]\npath = "{tmp_path / "c.h5"}"\n')
+    spec = f"{EXAMPLES / 'ula.py'}:ula"
+    args = _parser().parse_args(["validate", str(case), "--sampler", spec, "--particles", "300", "--step", "0.1,0.05",
+                                 "--replicates", "3", "--particles-output", str(tmp_path / "p.h5"), "-q"])
+    assert command(args) == 0
+    out = capsys.readouterr().out
+    assert "sampler ula.py:ula" in out and "flagged" in out
+    assert (tmp_path / "c-validate-ula.py-ula.png").exists()
+    assert open_particles(tmp_path / "p.h5").attrs["sampler"] == "ula.py:ula"
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(x, log_w, t, dt, rng, target):\n    return x\n")
+    args = _parser().parse_args(["validate", str(case), "--sampler", f"{bad}:f", "--particles", "50", "--step", "0.1",
+                                 "--replicates", "2", "-q"])
+    with pytest.raises(InputError, match=r"bad.py:f must return a pair"):
+        command(args)
