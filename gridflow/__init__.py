@@ -65,20 +65,30 @@ def sample(trajectory, *, time: float, n: int, seed=None):
     return sample_grid_density(tr.grid, tr.density[tr.frame(time)], int(n), rng=seed)
 
 
-def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0) -> dict:
+def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
-    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`).
+    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
+    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.
+
+    ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
+    pairs; ``ess`` one number or one per ensemble): they are tested together with the
+    between-replicate variation, calibrated whatever the correlation within an ensemble
+    (:func:`gridflow.metrics.compare_replicates`).
     """
-    from gridflow.metrics import compare as _compare
+    from gridflow.metrics import _replicate_list, compare as _compare, compare_replicates, mixture_modes
     from gridflow.sampling import check_samples
 
     tr = _trajectory(trajectory)
     i = tr.frame(time)
+    modes = mixture_modes(tr.case.get("target"), tr.grid)
+    ensembles = _replicate_list(samples, tr.dim)
+    if ensembles is not None:
+        return {"time": float(tr.time[i]), **compare_replicates(tr.grid, tr.density[i], ensembles, ess=ess, modes=modes)}
     samples, weights = check_samples(samples, weights, dim=tr.dim)
     return {"time": float(tr.time[i]),
-            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap)}
+            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes)}
 
 
 __all__ = [
