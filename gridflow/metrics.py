@@ -1,4 +1,4 @@
-"""Distances and tests between a particle ensemble and a grid density (SPEC §3 ``compare``, NUMERICS §8).
+"""Distances and tests between a particle ensemble and a grid density (``gridflow compare``; docs/validation.md).
 
 The grid density ``rho`` is piecewise constant on the cells, so in 1D its CDF ``G`` is
 piecewise linear and its quantile function ``G^-1`` is piecewise linear in ``u``; the

@@ -1,4 +1,4 @@
-r"""Reference particle samplers that run the problem of a case (NUMERICS §8).
+r"""Reference particle samplers that run the problem of a case (docs/validation.md).
 
 A sampler runs the *same problem* as the grid solver — the case's target pi, initial density
 mu_0, tempering reference pi_0, schedule lambda(t), weights a (``flow.diffusion``) and
@@ -7,7 +7,7 @@ the grid density (:func:`gridflow.metrics.compare`, :mod:`gridflow.validation`).
 
 Notation: pi_lambda ∝ pi_0^{1-lambda} pi^lambda, T = log pi - log pi_0,
 J(t) = ∫_0^t b e^{-b(t-s)} lambda(s) ds (J' = b (lambda - J)), E(t) = 1 - e^{-bt}.
-Under the Fisher–Rao flow, exactly (NUMERICS §4),
+Under the Fisher–Rao flow, exactly (docs/numerics.md, "Fisher–Rao: exact in log space"),
 
     log rho_t = (1 - E(t)) log mu_0 + E(t) log pi_0 + J(t) T + const.
 
@@ -34,7 +34,7 @@ pi_0 are evaluated in the continuum (Gaussians and mixtures in closed form, ``ex
 formulas exactly with central-difference gradients, ``file`` densities by multilinear
 interpolation of the cell-centre values).
 
-Adaptive schedules (NUMERICS §6) are advanced with the particles by explicit Euler steps,
+Adaptive schedules (the case's `tempering.schedule`) are advanced with the particles by explicit Euler steps,
 d lambda/dt from Var(T) under pi_lambda (computed exactly on the grid, ``variance = "path"``)
 or under the weighted ensemble (``variance = "density"``); this adds an O(h) error to every
 sampler.  Resampling is systematic and happens only when ESS = 1/sum w_i^2 < N/2 (``threshold``).
@@ -214,7 +214,7 @@ class _GridValues(LogDensity):
 
 
 def log_density_function(table: Mapping, grid: Grid, *, what: str = "density") -> LogDensity:
-    """The log density of a resolved distribution table as a function of position (SPEC §1 kinds).
+    """The log density of a resolved distribution table as a function of position (the distribution kinds of the README).
 
     ``gaussian`` and ``mixture`` are exact (closed-form gradients), ``expression`` evaluates the
     formula (central-difference gradients), ``file`` interpolates the cell-centre values.

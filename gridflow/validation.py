@@ -4,7 +4,7 @@ A study runs a sampler (:mod:`gridflow.samplers`) on the problem of a case for e
 particles N, every step h and ``replicates`` independent seeds, and measures each final ensemble
 against the grid density rho_T at the chosen time T with the distances of
 :mod:`gridflow.metrics`.  Every discretised sampler is biased and every finite ensemble is noisy,
-so a p-value alone says little; the study separates the two (NUMERICS §8):
+so a p-value alone says little; the study separates the two (docs/validation.md):
 
 ``floor``
     the **iid floor**: the mean of the same distance for N exact iid draws of rho_T

@@ -1,4 +1,4 @@
-"""Distances and tests between particles and a grid density (SPEC §3 ``compare``; NUMERICS §8)."""
+"""Distances and tests between particles and a grid density (``gridflow compare``; docs/validation.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference particle samplers (gridflow.samplers): exact laws, properties, mode masses (NUMERICS §8)."""
+"""Reference particle samplers (gridflow.samplers): exact laws, properties, mode masses (docs/validation.md)."""
 
 from __future__ import annotations
 

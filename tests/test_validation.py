@@ -86,7 +86,7 @@ def test_exact_samples_of_a_solved_frame_have_uniform_p_values():
 
 
 def test_too_wide_gaussian_is_rejected_against_the_grid_solution():
-    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (NUMERICS §5).  20000 stratified
+    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (gridflow.exact).  20000 stratified
     points of N(m, 1.21 C) (one uniform per quantile stratum): W2 = 0.1 sqrt(C) exactly, within 5%."""
     case = make_case("fokker-planck", target=gaussian([1.0], [[5.0]]), lower=-17.0, upper=19.0, cells=3600)
     (frame,) = solve(case)[-1:]
