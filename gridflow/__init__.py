@@ -39,6 +39,13 @@ def open_trajectory(path, *, as_xarray=False):
     return _open(path, as_xarray=as_xarray)
 
 
+def validate(case, *, sampler, **kwargs) -> dict:
+    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"); see :func:`gridflow.validation.validate`."""
+    from gridflow.validation import validate as _validate
+
+    return _validate(case, sampler=sampler, **kwargs)
+
+
 def _trajectory(trajectory):
     from gridflow.trajectory import Trajectory
 
@@ -58,24 +65,34 @@ def sample(trajectory, *, time: float, n: int, seed=None):
     return sample_grid_density(tr.grid, tr.density[tr.frame(time)], int(n), rng=seed)
 
 
-def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0) -> dict:
+def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
-    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`).
+    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
+    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.
+
+    ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
+    pairs; ``ess`` one number or one per ensemble): they are tested together with the
+    between-replicate variation, calibrated whatever the correlation within an ensemble
+    (:func:`gridflow.metrics.compare_replicates`).
     """
-    from gridflow.metrics import compare as _compare
+    from gridflow.metrics import _replicate_list, compare as _compare, compare_replicates, mixture_modes
     from gridflow.sampling import check_samples
 
     tr = _trajectory(trajectory)
     i = tr.frame(time)
+    modes = mixture_modes(tr.case.get("target"), tr.grid)
+    ensembles = _replicate_list(samples, tr.dim)
+    if ensembles is not None:
+        return {"time": float(tr.time[i]), **compare_replicates(tr.grid, tr.density[i], ensembles, ess=ess, modes=modes)}
     samples, weights = check_samples(samples, weights, dim=tr.dim)
     return {"time": float(tr.time[i]),
-            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap)}
+            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes)}
 
 
 __all__ = [
     "__version__", "Grid", "Problem", "Stepper", "Frame", "simulate", "solve", "run", "load_case",
-    "open_trajectory", "sample", "compare", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
+    "open_trajectory", "sample", "compare", "validate", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
     "TrajectoryFileError", "NumericalError", "BoundaryMassWarning",
 ]

@@ -4,7 +4,7 @@ A study runs a sampler (:mod:`gridflow.samplers`) on the problem of a case for e
 particles N, every step h and ``replicates`` independent seeds, and measures each final ensemble
 against the grid density rho_T at the chosen time T with the distances of
 :mod:`gridflow.metrics`.  Every discretised sampler is biased and every finite ensemble is noisy,
-so a p-value alone says little; the study separates the two (NUMERICS §8):
+so a p-value alone says little; the study separates the two (docs/validation.md):
 
 ``floor``
     the **iid floor**: the mean of the same distance for N exact iid draws of rho_T
@@ -48,7 +48,7 @@ from scipy import stats
 from gridflow.errors import InputError
 from gridflow.grid import Grid
 
-__all__ = ["run_study", "grid_reference", "fit_slope", "plot_study", "format_study", "add_parser", "command",
+__all__ = ["run_study", "validate", "verdict", "grid_reference", "fit_slope", "plot_study", "format_study", "add_parser", "command",
            "FAST_METRICS", "SQUARED_METRICS"]
 
 #: distances computed without the full ``compare`` (cheap): per dimension
@@ -268,7 +268,7 @@ def _ensembles(model, name: str, options: Mapping, n: int, step: float, replicat
     return out, ess
 
 
-def run_study(case: Mapping, *, sampler: str, particles: Sequence[int], steps: Sequence[float], replicates: int,
+def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int], steps: Sequence[float], replicates: int,
               time: float | None = None, seed: int = 0, metrics: Sequence[str] | str | None = None,
               options: Mapping[str, Any] | None = None, reference: str | os.PathLike | None = None,
               confidence: float = 0.95, progress: Callable[[str], None] | None = None) -> dict:
@@ -279,6 +279,10 @@ def run_study(case: Mapping, *, sampler: str, particles: Sequence[int], steps: S
     ``metrics``: names of distances (default :data:`FAST_METRICS` of the dimension; ``"all"``:
     everything :func:`gridflow.metrics.compare` reports, also its p-value).  ``options`` go to the
     sampler (e.g. ``{"moves": 10}``).  ``progress`` receives one line per finished configuration.
+
+    ``sampler`` is a built-in name (:data:`gridflow.samplers.SAMPLERS`), a user sampler function
+    ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)`` or ``"FILE.py:NAME"``
+    (:class:`gridflow.samplers.UserSampler`).  The result has a ``verdict`` (:func:`verdict`).
     """
     from gridflow.samplers import ParticleModel, make_sampler
     from gridflow.sampling import sample_grid_density
@@ -392,13 +396,98 @@ def run_study(case: Mapping, *, sampler: str, particles: Sequence[int], steps: S
                 slopes["particles"][k]["fits"][repr(h)] = fit
 
     smp = make_sampler(sampler, model, step=steps[0], **options)
-    return {
+    study = {
         "case": case.get("name", ""), "sampler": smp.name, "sampler_options": smp.options(),
         "flow": model.flow, "dim": dim, "time": t, "replicates": int(replicates), "seed": int(seed),
         "confidence": confidence, "metrics": list(metrics), "particles": particles, "steps": steps,
         "reference": info, "floor": floors, "rows": rows, "slopes": slopes,
         "exact_in_time": bool(smp.exact_in_time),
     }
+    study["verdict"] = verdict(study)
+    return study
+
+
+#: a consistent sampler's bias shrinks at least like h^MIN_ORDER (weak order >= 1/2) ...
+MIN_ORDER = 0.5
+#: ... or, without time error, its excess shrinks at least like N^-MIN_RATE
+MIN_RATE = 0.25
+
+
+def verdict(study: Mapping, *, min_order: float = MIN_ORDER, min_rate: float = MIN_RATE) -> dict:
+    """Does the sampler's excess over the iid floor shrink with N or with h?  Decided per metric
+    from the replicate confidence intervals of the study:
+
+    * ``resolved``: the excess at the largest N and smallest h has its interval above 0 (else the
+      sampler is indistinguishable from N iid draws there, and nothing is flagged);
+    * ``shrinks_with_step``: the slope in h of the bias (or excess) at the largest N, with its
+      interval; False when the whole interval lies below ``min_order`` (the bias provably shrinks
+      slower than h^min_order, or grows), None when there is no fit (one step, fewer than two
+      resolved points) or the sampler has no time error;
+    * ``shrinks_with_particles``: the slope in N of the excess at the smallest h; False when the
+      whole interval lies above ``-min_rate``, None without a fit.
+
+    A metric is flagged when it is resolved and shrinks neither with h nor with N (at least one of
+    the two decided).  The sampler is flagged when any metric is.  Returns ``flagged``, ``metrics``
+    (the per-metric decisions), ``rule`` (this rule in words) and ``reasons`` (one line per flag).
+    """
+    rows = study["rows"]
+    n_max, h_min = max(study["particles"]), min(study["steps"])
+    corner = next(r for r in rows if r["particles"] == n_max and r["step"] == h_min)
+    out: dict[str, Any] = {"flagged": False, "metrics": {}, "reasons": [], "min_order": min_order,
+                           "min_rate": min_rate,
+                           "rule": (f"flagged when, for some metric, the excess at N={n_max}, h={h_min:g} is resolved "
+                                    f"(its interval above 0) and it shrinks neither with h (slope interval of the bias "
+                                    f"in h entirely below {min_order:g}) nor with N (slope interval of the excess in N "
+                                    f"entirely above {-min_rate:g}); a direction without a fit does not count")}
+    for k in study["metrics"]:
+        e = corner["metrics"][k]["excess"]
+        resolved = bool(math.isfinite(e["ci"][0]) and e["ci"][0] > 0)
+        fit_h = study["slopes"]["step"][k]["fits"].get(str(n_max))
+        fit_n = study["slopes"]["particles"][k]["fits"].get(repr(h_min))
+        by_h = None
+        if fit_h and fit_h.get("slope") is not None and not study.get("exact_in_time"):
+            by_h = bool(fit_h["ci"][1] >= min_order)
+        by_n = None
+        if fit_n and fit_n.get("slope") is not None:
+            by_n = bool(fit_n["ci"][0] <= -min_rate)
+        flagged = resolved and by_h is not True and by_n is not True and (by_h is not None or by_n is not None)
+        out["metrics"][k] = {"resolved": resolved, "excess": e, "shrinks_with_step": by_h,
+                             "slope_in_step": None if not fit_h else fit_h.get("slope"),
+                             "slope_in_step_ci": None if not fit_h else fit_h.get("ci"),
+                             "shrinks_with_particles": by_n,
+                             "slope_in_particles": None if not fit_n else fit_n.get("slope"),
+                             "slope_in_particles_ci": None if not fit_n else fit_n.get("ci"),
+                             "flagged": flagged}
+        if flagged:
+            parts = []
+            if by_h is False:
+                parts.append(f"slope in h {fit_h['slope']:+.2f} [{fit_h['ci'][0]:+.2f}, {fit_h['ci'][1]:+.2f}] "
+                             f"< {min_order:g}")
+            if by_n is False:
+                parts.append(f"slope in N {fit_n['slope']:+.2f} [{fit_n['ci'][0]:+.2f}, {fit_n['ci'][1]:+.2f}] "
+                             f"> {-min_rate:g}")
+            out["reasons"].append(f"{k}: excess {e['value']:.3g} [{e['ci'][0]:.3g}, {e['ci'][1]:.3g}] at N={n_max}, "
+                                  f"h={h_min:g} does not shrink ({'; '.join(parts)})")
+            out["flagged"] = True
+    return out
+
+
+def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable,
+             particles: Sequence[int] = (1000, 4000, 16000), steps: Sequence[float] = (0.02, 0.01, 0.005),
+             replicates: int = 20, overrides: Sequence[str] = (), **kwargs: Any) -> dict:
+    """A validation study of ``sampler`` on ``case`` (a resolved case, or the path of a case file).
+
+    ``sampler``: a built-in name, a function ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)``
+    (see :class:`gridflow.samplers.Target` for ``target``) or ``"FILE.py:NAME"``.  Further keyword
+    arguments go to :func:`run_study` (``time``, ``seed``, ``metrics``, ``options``, ``reference``,
+    ``confidence``, ``progress``).  Returns the study dict; ``study["verdict"]["flagged"]`` says
+    whether the sampler's excess over the iid floor fails to shrink with N or h (:func:`verdict`).
+    """
+    if not isinstance(case, Mapping):
+        from gridflow.case import load_case
+
+        case = load_case(case, overrides=list(overrides))
+    return run_study(case, sampler=sampler, particles=particles, steps=steps, replicates=replicates, **kwargs)
 
 
 # ============================================================================================
@@ -455,6 +544,16 @@ def format_study(study: dict) -> str:
             lines.append("  slope of excess in N: " + "; ".join(f"h={h} {_fmt_fit(fit)}" for h, fit in fits.items()))
     lines.append("")
     lines.append("(n/a: fewer than two points whose interval excludes 0; increase N or --replicates)")
+    v = study.get("verdict")
+    if v:
+        lines.append("")
+        if v["flagged"]:
+            lines.append("FLAGGED: the excess over the iid floor does not shrink")
+            lines.extend(f"  {r}" for r in v["reasons"])
+        else:
+            lines.append("not flagged: wherever the excess is resolved it shrinks with h or with N "
+                         "(or no direction could be decided)")
+        lines.append(f"  (rule: {v['rule']})")
     if any("p_value" in r for r in study["rows"]):
         lines.append("")
         for r in study["rows"]:
@@ -563,7 +662,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      "sizes, with replicates; report each distance's excess over the iid floor with confidence "
                      "intervals, the slopes in N and in the step, and draw a log-log plot."))
     p.add_argument("case", help="case file (TOML), or a trajectory file (.h5) whose case and frames are the reference")
-    p.add_argument("--sampler", required=True, help=f"one of {', '.join(SAMPLERS)}")
+    p.add_argument("--sampler", required=True,
+                   help=f"one of {', '.join(SAMPLERS)}, or your own as FILE.py:NAME, a function "
+                        "NAME(x, log_w, t, dt, rng, target) returning (x, log_w) (see docs/validation.md)")
     p.add_argument("--particles", default="1000,4000,16000", help="comma-separated N values (default 1000,4000,16000)")
     p.add_argument("--step", default="0.02,0.01,0.005", help="comma-separated step sizes (default 0.02,0.01,0.005)")
     p.add_argument("--replicates", type=int, default=20, help="replicates per (N, step) (default 20)")
@@ -621,6 +722,11 @@ def _load(args) -> tuple[dict, str | None]:
     return load_case(path, overrides=args.overrides), args.reference
 
 
+def _file_safe(name: str) -> str:
+    """A sampler name usable in a file name (``ula.py:step`` -> ``ula.py-step``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name))
+
+
 def command(args) -> int:
     """Run the ``validate`` verb from parsed arguments; returns the exit status (0)."""
     case, reference = _load(args)
@@ -632,7 +738,7 @@ def command(args) -> int:
                       time=args.time, seed=args.seed, metrics=args.metrics, options=options, reference=reference,
                       confidence=args.confidence, progress=say)
     out = Path(args.output) if args.output else Path(case["output"]["path"]).with_name(
-        f"{Path(case['output']['path']).stem}-validate-{study['sampler']}.png")
+        f"{Path(case['output']['path']).stem}-validate-{_file_safe(study['sampler'])}.png")
     plot_study(study, out)
     study["plot"] = str(out)
     if args.save:
@@ -641,7 +747,7 @@ def command(args) -> int:
     if args.particles_output:
         from gridflow.samplers import run_sampler
 
-        run_sampler(case, sampler=study["sampler"], particles=max(particles), step=min(steps), seed=args.seed,
+        run_sampler(case, sampler=args.sampler, particles=max(particles), step=min(steps), seed=args.seed,
                     output=args.particles_output, options=options)
     if args.json:
         print(json.dumps(_clean(study)))

@@ -1,4 +1,4 @@
-"""Distances and tests between particles and a grid density (SPEC §3 ``compare``; NUMERICS §8)."""
+"""Distances and tests between particles and a grid density (``gridflow compare``; docs/validation.md)."""
 
 from __future__ import annotations
 
@@ -396,3 +396,112 @@ def test_bad_inputs_are_input_errors():
         compare(grid, rho, x, np.eye(10)[0])
     with pytest.raises(InputError, match="bandwidth"):
         compare(grid, rho, x, bandwidth=0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# replicates: several independent ensembles, calibrated whatever the within-ensemble correlation
+# ------------------------------------------------------------------------------------------------
+
+def _duplicated(grid, rho, n_distinct: int, copies: int, rng, shift: float = 0.0) -> np.ndarray:
+    """An ensemble of n_distinct exact draws of the grid law, each copied ``copies`` times (as after
+    resampling): every particle has the law rho, but the particles are positively correlated."""
+    x = sample_grid_density(grid, rho, n_distinct, rng=rng) + shift
+    return np.repeat(x, copies, axis=0)
+
+
+def test_replicate_test_is_calibrated_where_the_single_ensemble_test_is_not():
+    """50 repetitions of 10 ensembles of 1000 particles (200 exact draws of a Gaussian grid law, each 5 times):
+    the single-ensemble KS p-value is < 0.05 in most repetitions (its statistic is sqrt(5) too large: about
+    85% expected; we require >= 30 of 50), the replicate (Hotelling) p-value in at most 8 of 50
+    (P(Binomial(50, 0.05) >= 9) = 7.6e-4) and its 50 p-values are not rejected as uniform (KS, 1e-3).
+    A 0.3-sd shift of the same kind of ensembles is rejected (p < 1e-3; 5 bins, F(4, 6))."""
+    grid, rho = gaussian_1d(1200)
+    rng = np.random.default_rng(2024)
+    single, replicate = [], []
+    for _ in range(50):
+        ensembles = [_duplicated(grid, rho, 200, 5, rng) for _ in range(10)]
+        single.append(compare(grid, rho, ensembles[0])["p_value"])
+        replicate.append(metrics.compare_replicates(grid, rho, ensembles)["p_value"])
+    single, replicate = np.asarray(single), np.asarray(replicate)
+    assert np.sum(single < 0.05) >= 30
+    assert np.sum(replicate < 0.05) <= 8
+    assert stats.kstest(replicate, "uniform").pvalue > 1e-3
+    shifted = [_duplicated(grid, rho, 200, 5, rng, shift=0.3) for _ in range(10)]
+    r = metrics.compare_replicates(grid, rho, shifted)
+    assert r["p_value"] < 1e-3 and r["df"] == [4, 6] and len(r["bins"][0]["edges"]) == 4
+
+
+def test_replicate_test_2d_bins_and_weighted_ensembles():
+    """2D: bins cut each marginal into equal masses (the grid masses between the edges are 1/k exactly);
+    weighted ensembles (exact importance weights) of the right law are not rejected at 1e-3."""
+    grid, rho = bimodal_2d()
+    masses = rho * grid.cell_volume
+    edges = metrics._equal_mass_bins(grid, masses / masses.sum(), 4)
+    for axis, inner in edges:
+        marginal = masses.sum(axis=1 - axis)
+        cdf = np.concatenate([[0.0], np.cumsum(marginal)])
+        np.testing.assert_allclose(np.interp(inner, grid.edges[axis], cdf), [0.25, 0.5, 0.75], atol=1e-12)
+    rng = np.random.default_rng(5)
+    ens = []
+    for _ in range(12):
+        x = sample_grid_density(grid, np.ones(grid.shape), 3000, rng=rng)       # uniform proposal on the box
+        ens.append((x, _cell_values(grid, rho, x)))                             # weights = rho(x) / uniform
+    r = metrics.compare_replicates(grid, rho, ens)
+    assert r["p_value"] > 1e-3 and r["df"] == [4, 8] and all(n < 3000 for n in r["n"])
+
+
+def _cell_values(grid, rho, x):
+    idx = tuple(np.clip(((x[:, k] - grid.lower[k]) / grid.spacing[k]).astype(int), 0, grid.cells[k] - 1)
+                for k in range(grid.dim))
+    return rho[idx]
+
+
+def test_ess_argument_states_the_effective_size():
+    """compare(..., ess=400) of a 5x duplicated ensemble of 400 exact draws uses n = 400: the KS p-value is
+    that of the 400 distinct points (the same KS statistic), and the mean_error floor is sqrt(var / 400)."""
+    grid, rho = gaussian_1d(1200)
+    rng = np.random.default_rng(3)
+    x = sample_grid_density(grid, rho, 400, rng=rng)
+    dup = np.repeat(x, 5, axis=0)
+    a = compare(grid, rho, dup, ess=400)
+    b = compare(grid, rho, x)
+    assert a["n"] == 400 and a["ess_stated"] == 400 and a["n_particles"] == 2000
+    assert a["distances"]["ks"] == pytest.approx(b["distances"]["ks"], rel=1e-10)   # cumulative-weight rounding
+    assert a["p_value"] == pytest.approx(b["p_value"], rel=1e-8)
+    assert a["noise_floor"]["mean_error"] == pytest.approx(b["noise_floor"]["mean_error"], rel=1e-12)
+    with pytest.raises(InputError, match="ess"):
+        compare(grid, rho, dup, ess=0.5)
+    with pytest.raises(InputError, match="at least 3"):
+        metrics.compare_replicates(grid, rho, [dup, dup])
+
+
+def test_api_compare_of_replicates_reports_mode_masses(tmp_path):
+    """gridflow.compare(path, [ens, ...], time=...) on a bimodal FR trajectory: mode masses of the mixture's
+    components (grid masses sum to 1); for 5x duplicated ensembles the between-replicate spread of the mode
+    mass is about sqrt(5) = 2.24 times the binomial one (20 replicates: the sd ratio lies in [1.4, 3.2] with
+    probability > 0.999), for iid ensembles about 1 ([0.6, 1.45]); one ensemble gets mode_masses too."""
+    import gridflow
+    from gridflow.case import parse_case
+
+    case = parse_case({"name": "m", "grid": {"lower": [-8.0], "upper": [12.0], "cells": [800]},
+                       "target": {"kind": "mixture", "weights": [0.3, 0.7],
+                                  "components": [{"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
+                                                 {"kind": "gaussian", "mean": [4.0], "cov": [[1.0]]}]},
+                       "initial": {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
+                       "flow": {"kind": "fisher-rao"}, "time": {"end": 1.0},
+                       "output": {"path": str(tmp_path / "m.h5")}})
+    path = gridflow.run(case)
+    tr = gridflow.open_trajectory(path)
+    grid, rho = tr.grid, tr.density[-1]
+    rng = np.random.default_rng(8)
+    dup = [np.repeat(sample_grid_density(grid, rho, 1000, rng=rng), 5, axis=0) for _ in range(20)]
+    iid = [sample_grid_density(grid, rho, 5000, rng=rng) for _ in range(20)]
+    r_dup = gridflow.compare(path, dup, time=1.0)
+    r_iid = gridflow.compare(path, iid, time=1.0)
+    for r in (r_dup, r_iid):
+        assert r["replicates"] == 20 and len(r["mode_masses"]) == 2 and r["time"] == 1.0
+        assert sum(m["grid_mass"] for m in r["mode_masses"]) == pytest.approx(1.0, abs=1e-12)
+    assert 1.4 <= r_dup["mode_masses"][0]["spread_ratio"] <= 3.2
+    assert 0.6 <= r_iid["mode_masses"][0]["spread_ratio"] <= 1.45
+    one = gridflow.compare(path, iid[0], time=1.0)
+    assert len(one["mode_masses"]) == 2 and abs(one["mode_masses"][0]["z"]) < 4.5

@@ -86,7 +86,7 @@ def test_exact_samples_of_a_solved_frame_have_uniform_p_values():
 
 
 def test_too_wide_gaussian_is_rejected_against_the_grid_solution():
-    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (NUMERICS §5).  20000 stratified
+    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (gridflow.exact).  20000 stratified
     points of N(m, 1.21 C) (one uniform per quantile stratum): W2 = 0.1 sqrt(C) exactly, within 5%."""
     case = make_case("fokker-planck", target=gaussian([1.0], [[5.0]]), lower=-17.0, upper=19.0, cells=3600)
     (frame,) = solve(case)[-1:]
@@ -234,3 +234,86 @@ def test_validate_errors_are_input_errors(tmp_path):
         args = _parser().parse_args(["validate", str(toml), "--sampler", "ula", *extra])
         with pytest.raises(InputError, match=match):
             command(args)
+
+
+# ------------------------------------------------------------------------------------------------
+# the user's own sampler
+# ------------------------------------------------------------------------------------------------
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+def test_validate_command_with_a_user_sampler_file(tmp_path, capsys):
+    """--sampler FILE.py:NAME runs the user's function; the report names it, the plot file name is safe,
+    --particles-output writes its run; a broken file is an InputError naming it."""
+    case = tmp_path / "c.toml"
+    case.write_text('name = "c"\n[grid]\nlower = [-5.0]\nupper = [6.0]\ncells = [400]\n[target]\nkind = "gaussian"\n'
+                    'mean = [1.0]\ncov = [[0.5]]\n[initial]\nkind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n'
+                    f'[flow]\nkind = "fokker-planck"\n[time]\nend = 0.5\n[output]\npath = "{tmp_path / "c.h5"}"\n')
+    spec = f"{EXAMPLES / 'ula.py'}:ula"
+    args = _parser().parse_args(["validate", str(case), "--sampler", spec, "--particles", "300", "--step", "0.1,0.05",
+                                 "--replicates", "3", "--particles-output", str(tmp_path / "p.h5"), "-q"])
+    assert command(args) == 0
+    out = capsys.readouterr().out
+    assert "sampler ula.py:ula" in out and "flagged" in out
+    assert (tmp_path / "c-validate-ula.py-ula.png").exists()
+    assert open_particles(tmp_path / "p.h5").attrs["sampler"] == "ula.py:ula"
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(x, log_w, t, dt, rng, target):\n    return x\n")
+    args = _parser().parse_args(["validate", str(case), "--sampler", f"{bad}:f", "--particles", "50", "--step", "0.1",
+                                 "--replicates", "2", "-q"])
+    with pytest.raises(InputError, match=r"bad.py:f must return a pair"):
+        command(args)
+
+
+def _ula_file_law_w2(h: float, noise: float, *, end: float = 1.0) -> float:
+    """W2 between the exact law of docs/examples/ula.py with noise sqrt(noise h) (a Gaussian recursion) from
+    N(0,1) towards N(1, 0.5) and the exact Fokker-Planck law at ``end`` (precision P = 2)."""
+    m, v = 0.0, 1.0
+    for _ in range(round(end / h)):
+        m, v = m + 2.0 * h * (1.0 - m), (1.0 - 2.0 * h) ** 2 * v + noise * h
+    me, ve = 1.0 - math.exp(-2.0 * end), 0.5 + 0.5 * math.exp(-4.0 * end)
+    return math.hypot(m - me, math.sqrt(v) - math.sqrt(ve))
+
+
+USER_ULA_CASE = dict(target=gaussian([1.0], [[0.5]]), lower=-6.0, upper=7.0, cells=2600, end=1.0)
+
+
+@pytest.mark.slow
+def test_acceptance_user_ula_passes_and_a_cold_one_is_flagged_at_n_40000():
+    """The issue's acceptance 1: docs/examples/ula.py with noise sqrt(2h) passes (not flagged; the W2 bias
+    has slope in [0.7, 1.3] in h (the exact law gives 1.01) and matches the exact law's W2 within 4 standard
+    errors at h = 0.04); with sqrt(1.9h) it is flagged at N = 40000, 20 replicates, h = 0.04, 0.02, 0.01
+    (its law's W2 is 0.0119, 0.0124, 0.0146: it grows as h shrinks, towards the 2.5% sd deficit)."""
+    import gridflow
+
+    case = make_case("fokker-planck", **USER_ULA_CASE)
+    kw = dict(particles=[40000], steps=[0.04, 0.02, 0.01], replicates=20, seed=5, metrics=["w2", "cov_error"])
+    good = gridflow.validate(case, sampler=f"{EXAMPLES / 'ula.py'}:ula", **kw)
+    assert not good["verdict"]["flagged"], good["verdict"]
+    fit = good["slopes"]["step"]["w2"]["fits"]["40000"]
+    assert 0.7 <= fit["slope"] <= 1.3
+    bias = good["rows"][0]["metrics"]["w2"]["bias"]
+    assert abs(bias["value"] - _ula_file_law_w2(0.04, 2.0)) < 4 * bias["se"]
+    cold = gridflow.validate(case, sampler=f"{EXAMPLES / 'ula.py'}:ula_cold", **kw)
+    assert cold["verdict"]["flagged"] and cold["verdict"]["metrics"]["w2"]["shrinks_with_step"] is False
+    assert cold["verdict"]["metrics"]["w2"]["slope_in_step_ci"][1] < 0.5
+
+
+def test_user_ula_passes_and_a_too_cold_one_is_flagged_fast():
+    """Fast variant (N = 5000, 10 replicates): noise sqrt(2h) is not flagged; sqrt(1.6h) (--option noise=1.6,
+    a 10% sd deficit, law W2 0.035-0.050 against an iid floor ~0.017) is flagged because its bias does not
+    shrink with h; a sampler without time error (the exact FR importance sampler) run at one N is undecided,
+    never flagged."""
+    case = make_case("fokker-planck", **USER_ULA_CASE)
+    kw = dict(particles=[5000], steps=[0.04, 0.02, 0.01], replicates=10, seed=2, metrics=["w2"])
+    spec = f"{EXAMPLES / 'ula.py'}:ula"
+    good = run_study(case, sampler=spec, **kw)
+    assert not good["verdict"]["flagged"]
+    assert _ula_file_law_w2(0.01, 1.6) > 0.03
+    cold = run_study(case, sampler=spec, options={"noise": 1.6}, **kw)
+    assert cold["verdict"]["flagged"] and "does not shrink" in cold["verdict"]["reasons"][0]
+    assert cold["sampler_options"]["noise"] == 1.6
+    fr = run_study(make_case("fisher-rao", target=gaussian([2.0], [[0.5]]), cells=800), sampler="fr-is",
+                   particles=[2000], steps=[0.1, 0.05], replicates=5, metrics=["w1"])
+    assert not fr["verdict"]["flagged"] and fr["verdict"]["metrics"]["w1"]["shrinks_with_step"] is None
