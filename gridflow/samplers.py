@@ -53,11 +53,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
-from scipy.special import logsumexp
 
 from gridflow.errors import InputError, NumericalError
 from gridflow.grid import Grid
+from gridflow.logspace import logsumexp
 from gridflow.problem import Problem
 from gridflow.sampling import GridDensitySampler
 from gridflow.schedule import Adaptive, Schedule, linear_ramp
@@ -479,6 +478,8 @@ def kde_log_density(points: np.ndarray, *, bandwidth: float | Sequence[float], l
             counts += np.bincount((i0 + di) * bins[1] + (j0 + dj), w * ww, minlength=nb)
         counts = counts.reshape(bins)
     mode = "wrap" if boundary == "periodic" else "reflect"
+    from scipy import ndimage
+
     dens = counts
     for k in range(d):
         half = int(math.ceil(5.0 * sigma[k] / delta[k]))

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from gridflow.errors import InputError
 from gridflow.grid import Grid
@@ -159,6 +158,8 @@ class _Measure:
 # ============================================================================================
 
 def _mean_ci(values: np.ndarray, confidence: float) -> dict:
+    from scipy import stats
+
     v = np.asarray(values, dtype=float)
     n = v.size
     mean = float(v.mean())
@@ -169,6 +170,8 @@ def _mean_ci(values: np.ndarray, confidence: float) -> dict:
 
 def _difference(a: np.ndarray, b: np.ndarray, confidence: float) -> dict:
     """mean(a) - mean(b) with a Welch interval (independent samples)."""
+    from scipy import stats
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     na, nb = a.size, b.size
     diff = float(a.mean() - b.mean())
@@ -202,6 +205,8 @@ def fit_slope(x: Sequence[float], values: Sequence[float], errors: Sequence[floa
     Returns ``slope``, ``se``, ``ci``, ``intercept`` and the ``used`` x values (``slope`` is None
     with fewer than two points).
     """
+    from scipy import stats
+
     x = np.asarray(x, float)
     y = np.asarray(values, float)
     e = np.asarray(errors, float)
