@@ -40,6 +40,10 @@ class TrajectoryFileError(InputError):
     """A trajectory file is missing, not HDF5, truncated, or not a gridflow file."""
 
 
+class LimitError(InputError):
+    """A request exceeds a limit of gridflow or of the machine: memory, frames, samples, replicates, steps."""
+
+
 class NumericalError(GridflowError):
     """The solver could not produce a trustworthy result (exit status 1)."""
 
