@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ MAX_CELLS = 10_000_000
 MAX_NESTING = 32
 #: Longest case name (it becomes a file name, with suffixes such as ``-validate-SAMPLER.png``).
 MAX_NAME_LENGTH = 128
+#: Largest case file read (a case is a few kB of TOML).
+MAX_CASE_BYTES = 16 * 2**20
 #: Most saved frames of a run (checked before any list of times is built).
 MAX_FRAMES = 100_000
 #: Most time steps ``time.end / time.max_step`` a run may be forced to take.
@@ -777,10 +780,28 @@ def parse_case(source: str | Mapping, *, overrides: Sequence[str] = (), origin: 
         raise CaseError(f"{origin}: the case is nested too deeply; simplify it.") from None
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def load_case(path: str | os.PathLike, *, overrides: Sequence[str] = ()) -> dict:
     """Read a TOML case file, apply ``overrides``, validate and resolve it (see :func:`parse_case`)."""
     p = Path(path)
+    if "\0" in str(p):
+        raise CaseError(f"Case file {str(p)!r}: the path contains a NUL byte; check the path.")
     try:
+        st = p.stat()  # never open a device or a FIFO: reading /dev/zero would not end
+        if not stat.S_ISREG(st.st_mode):
+            raise CaseError(f"Case file {str(p)!r} is not a regular file ({_file_kind(st.st_mode)}); pass the "
+                            f"path of a TOML case file.")
+        if st.st_size > MAX_CASE_BYTES:
+            raise CaseError(f"Case file {str(p)!r} is {st.st_size} bytes long, more than a case file can be "
+                            f"({MAX_CASE_BYTES} bytes); check the path.")
         data = p.read_bytes()
     except FileNotFoundError:
         raise CaseError(f"Case file {str(p)!r} does not exist; check the path (looked for {p.absolute()}).") from None
