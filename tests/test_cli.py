@@ -421,3 +421,56 @@ def test_closed_stdout_ends_quietly(tmp_path, good_run, normal_samples):
     shell = subprocess.run(f"{sys.executable} -m gridflow compare {good_run} {normal_samples} --time 1 --json "
                            f"| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
     assert shell.stdout == '{"time": 1' and shell.stderr == ""
+
+
+# --------------------------------------------------------------------------- messages name the right cause
+
+HALF_LINE = "where(x < 0, -x**2/2, log(0*x))"   # zero density on x > 0
+
+
+@pytest.mark.parametrize("extra, mentions_reference", [
+    ([], False),                                                          # no tempering at all
+    (["tempering={schedule={kind=\"linear\", duration=1.0}}"], False),     # tempering from the initial density
+    (["tempering={reference={kind=\"gaussian\", mean=[0.0], cov=[[2.0]]}, schedule={kind=\"linear\", duration=1.0}}"],
+     True),
+])
+def test_zero_target_message_names_the_reference_only_when_there_is_one(tmp_path, capsys, extra, mentions_reference):
+    case = _write(tmp_path, GOOD.replace("[tempering]\nschedule = { kind = \"linear\", duration = 1.0 }\n", ""))
+    argv = ["run", str(case), "-q", "-o", str(tmp_path / "z.h5"), "--set",
+            f"target={{kind=\"expression\", log_density=\"{HALF_LINE}\"}}"]
+    for item in extra:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "The target is zero on some cells" in line
+    assert ("tempering reference" in line) == mentions_reference
+    assert ("the tempering path" in line) == bool(extra)
+
+
+@pytest.mark.parametrize("box, formula, cause", [
+    ("1e100", "-x**4", "shrink the box"),         # x**4 overflows at the cell centres: the box is too big
+    ("8.0", "log(0*x)", "enlarge the box"),       # zero everywhere on a small box: it misses the density
+])
+def test_zero_everywhere_message_blames_the_box_size_by_condition(tmp_path, capsys, box, formula, cause):
+    case = _write(tmp_path, GOOD)
+    assert main(["run", str(case), "-q", "-o", str(tmp_path / "z.h5"), "--set", f"grid.lower=[-{box}]",
+                 "--set", f"grid.upper=[{box}]", "--set", f"initial={{kind=\"expression\", log_density=\"{formula}\"}}"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert cause in line and "density density" not in line
+    assert ("enlarge" in line) == (cause == "enlarge the box")
+
+
+def test_box_mass_message_says_refine_when_the_box_covers_the_density():
+    from gridflow.errors import DensityError
+    from gridflow.grid import Grid
+    from gridflow.resolution import check_representable
+
+    grid = Grid([-10.0], [10.0], [200])
+    table = {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]}
+    low = np.full(grid.shape, np.log(0.3 / 20.0))        # cell values holding mass 0.3 < MIN_BOX_MASS
+    with pytest.raises(DensityError) as err:
+        check_representable(table, low, grid, what="target")
+    assert "refine [grid] cells" in str(err.value) and "enlarge" not in str(err.value)
+    shifted = {"kind": "gaussian", "mean": [9.0], "cov": [[1.0]]}  # mean + 8 sd leaves the box
+    with pytest.raises(DensityError, match="enlarge the box"):
+        check_representable(shifted, low, grid, what="target")
