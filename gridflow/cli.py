@@ -428,8 +428,13 @@ def _validate_limits(args) -> None:
         except ValueError:
             continue  # the study reports malformed lists itself
     positive = [h for h in steps if h > 0.0 and h == h and h != float("inf")]
+    case = _validate_case(args)
+    if case is not None:
+        from gridflow.case import check_memory
+
+        check_memory(case)
     if positive:
-        horizon = args.time if args.time is not None else _case_end(args)
+        horizon = args.time if args.time is not None else (case["time"]["end"] if case is not None else None)
         if horizon is not None and horizon / min(positive) > MAX_SAMPLER_STEPS:
             raise LimitError(f"--step {min(positive):g} needs {horizon / min(positive):.3g} sampler steps to reach "
                              f"t = {horizon:g}, more than the limit of {MAX_SAMPLER_STEPS:.0e}; use --step "
@@ -440,19 +445,18 @@ def _validate_limits(args) -> None:
             check_output_path(getattr(args, option), inputs=inputs, what=f"--{option.replace('_', '-')} file")
 
 
-def _case_end(args) -> float | None:
-    """time.end of the case of a ``validate`` command (None when the case cannot be read: the study says why)."""
+def _validate_case(args) -> dict | None:
+    """The resolved case of a ``validate`` command (None when it cannot be read: the study then says why)."""
     try:
         path = Path(args.case)
         if path.suffix.lower() in (".h5", ".hdf5", ".nc"):
-            import tomllib
-
+            from gridflow.case import parse_case
             from gridflow.trajectory import trajectory_attrs
 
-            return float(tomllib.loads(str(trajectory_attrs(path).get("case", "")))["time"]["end"])
+            return parse_case(str(trajectory_attrs(path).get("case", "")), overrides=args.overrides)
         from gridflow.case import load_case
 
-        return float(load_case(path, overrides=args.overrides)["time"]["end"])
+        return load_case(path, overrides=args.overrides)
     except (GridflowError, KeyError, TypeError, ValueError, OSError):
         return None
 
