@@ -41,6 +41,7 @@ __all__ = ["load_case", "parse_case", "apply_override", "dumps_case", "case_dim"
 
 FLOW_KINDS = ("fokker-planck", "fisher-rao", "wfr", "path")
 BOUNDARIES = ("reflecting", "periodic")
+FLUXES = ("scharfetter-gummel", "log-mean")
 ADAPTIVE_RULES = ("ess", "constant-rate", "gradient-flow")
 FILE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 #: Largest total number of cells of a grid.
@@ -579,6 +580,7 @@ SECTIONS: dict[str, Schema] = {
         "kind": Field(text(choices=FLOW_KINDS), example="kind = \"wfr\"", expected="one of " + ", ".join(FLOW_KINDS)),
         "diffusion": Field(num(ge=0.0), default=1.0),
         "reaction": Field(num(ge=0.0), default=1.0),
+        "flux": Field(text(choices=FLUXES), default="scharfetter-gummel"),
     },
     "time": {
         "end": Field(num(gt=0.0), example="end = 10.0", expected="the final time, > 0"),

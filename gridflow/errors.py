@@ -40,6 +40,13 @@ class TrajectoryFileError(InputError):
     """A trajectory file is missing, not HDF5, truncated, or not a gridflow file."""
 
 
+class OutputWriteError(TrajectoryFileError):
+    """Writing an output file failed midway (disk full, file-size limit, permission lost): the
+    frames written before stay readable and the run can be resumed (exit status 1)."""
+
+    exit_code = 1
+
+
 class LimitError(InputError):
     """A request exceeds a limit of gridflow or of the machine: memory, frames, samples, replicates, steps."""
 

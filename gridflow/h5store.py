@@ -29,25 +29,42 @@ Design decisions:
   mode (file format of HDF5 1.10, ``libver=("v110", "v110")``): metadata is written and
   flushed at creation, then SWMR writing starts.  Each frame writes every per-frame dataset,
   flushes, writes ``time`` and flushes again (:func:`append_frame`), so ``len(time)`` counts
-  complete frames; the readers also trim every series to the shortest one.  SWMR forbids new
-  objects and attributes: before the first frame a writer can simply rebuild the file (the
-  grid writer does, to add ``extra`` datasets or attributes); after it, a metadata change (a
-  new dataset, new root attributes, the final ``status``) reopens the file in ordinary
-  read-write mode for a few milliseconds (:func:`reopen_writable`; a kill inside that window
-  leaves a file that needs ``h5clear -s``).  A file left by a killed SWMR writer still has its
-  "open for writing" flags set; :func:`open_readonly` then opens it with ``swmr=True``.
+  complete frames; the readers also trim every series to the shortest one and drop a trailing
+  ``time`` that is NaN or unreadable.  SWMR forbids new objects and attributes, but allows
+  overwriting an existing attribute of the same type: the final ``status`` (and e.g. a running
+  step count) is written that way, in place, without leaving SWMR mode, so a kill at any
+  moment leaves a readable file whose ``status`` is ``running`` or the final one, and a SWMR
+  reader may stay open to the end.  Only a truly new dataset or attribute after the first
+  frame reopens the file in ordinary read-write mode for a few milliseconds
+  (:func:`reopen_writable`); writers avoid it by declaring everything up front.  A file left by
+  a killed SWMR writer still has its "open for writing" flags set; :func:`open_readonly` then
+  opens it with ``swmr=True``.
 * The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
-  final name as soon as it is in SWMR mode (again if it is rebuilt before its first frame),
-  not at the end of the run: a killed run must leave its frames readable at the path the user
-  asked for, with a ``status`` other than ``complete``.  Temporary files of killed writers are
-  removed by the next writer of the same path (:func:`remove_stale_temporaries`).
+  final name as soon as it is in SWMR mode, before its first frame; from then on it is never
+  replaced, so a reader that opened it sees every frame.  (A rebuild before the first frame,
+  for an undeclared extra dataset or attribute, renames again; a resumed run writes the old
+  frames into the new file before the rename, so the path never holds fewer frames.)
+  Temporary files of killed writers are removed by the next writer (:func:`remove_stale_temporaries`).
+* **Output safety.**  Only a regular file or a new path is written (:func:`check_output_path`:
+  devices, FIFOs, sockets, directories and write-protected files are refused), and one writer
+  at a time holds an exclusive ``flock`` on the side file ``PATH.lock`` (:class:`OutputLock`;
+  the kernel drops it when the holder dies).  The user's existing file is only ever replaced
+  by a rename, never written into.
+* **I/O errors.**  A write that fails mid-run (disk full, file-size limit) leaves HDF5 unable
+  to close the file (it crashes trying to flush again), so the writer points the file's
+  descriptor at the null device and then closes it (:meth:`StatusFile._abandon`): the file on
+  disk keeps its complete frames with ``status = running``; it may be shorter than its
+  superblock says, and :func:`open_readonly` reads such a SWMR-flagged file with ``swmr=True``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
 import math
 import os
+import stat
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -64,8 +81,9 @@ from gridflow.errors import TrajectoryFileError
 __all__ = [
     "FILTERS", "LIBVER", "STATUSES", "AttrValue", "FileKind", "StatusFile", "append_frame", "attr_value",
     "create_dimension", "create_variable", "decode_attr", "fail", "first_line", "has_hdf5_signature",
+    "left_by_swmr_writer",
     "load_xarray", "open_readonly", "read_attrs", "read_file", "remove_stale_temporaries", "reopen_writable",
-    "temporary_path", "trim_frames", "utc_now",
+    "OutputLock", "check_output_path", "lock_path", "temporary_path", "trim_frames", "utc_now",
 ]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
@@ -182,6 +200,111 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
 # -- writing --------------------------------------------------------------------------------
 
 
+def check_output_path(path: Path, *, noun: str) -> None:
+    """Refuse an output ``path`` that gridflow must not write: anything but a regular file or a new
+    path (a device, FIFO, socket or directory), a write-protected file, a path with a NUL byte, or
+    one whose directory is missing.  Raises :class:`TrajectoryFileError` saying what and how to fix;
+    ``noun`` (e.g. ``"trajectory file"``) names the file in it.  Writes nothing."""
+    head = f"Cannot write the {noun} {path}"
+    if "\x00" in str(path):
+        raise TrajectoryFileError(f"{head}: the path contains a NUL byte; give an ordinary file name (-o OUT.h5).")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise TrajectoryFileError(f"{head}: it cannot be examined ({exc.strerror or exc}); "
+                                  "choose another output path (-o OUT.h5).") from exc
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise TrajectoryFileError(f"{head}: that path is a directory; give a file name such as out.h5 inside it.")
+        if not stat.S_ISREG(st.st_mode):
+            what = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+                    else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket"
+                    if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise TrajectoryFileError(
+                f"{head}: it is {what}, and gridflow writes only to a regular file or a new path (it would "
+                "replace the special file). Choose another output path (-o OUT.h5).")
+        if not (st.st_mode & 0o222) or not os.access(path, os.W_OK):
+            raise TrajectoryFileError(
+                f"{head}: the existing file is write-protected, and gridflow does not replace it. Make it "
+                f"writable (chmod u+w {path}) if it may be overwritten, or choose another output path (-o OUT.h5).")
+    parent = path.parent
+    if not parent.is_dir():
+        problem = "does not exist" if not parent.exists() else "is not a directory"
+        raise TrajectoryFileError(f"{head}: the directory {parent} {problem}; create the directory or choose "
+                                  "another output path (-o OUT.h5).")
+
+
+def lock_path(path: Path) -> Path:
+    """The side file whose ``flock`` marks ``path`` as being written: ``PATH.lock``."""
+    return path.with_name(f"{path.name}.lock")
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``PATH.lock`` held while ``path`` is written.
+
+    The lock file holds the writer's process id (named in the error a second writer gets).  The
+    kernel drops the lock when its holder dies, so a killed writer never blocks the next one; a
+    released lock file is deleted (after checking, under the lock, that it is still the file at
+    ``PATH.lock``).
+    """
+
+    def __init__(self, path: Path, *, noun: str) -> None:
+        """Take the lock on ``path``; :class:`TrajectoryFileError` if another process holds it or
+        the lock file cannot be created."""
+        self.path = lock_path(path)
+        self._fd: int | None = None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise TrajectoryFileError(
+                    f"Cannot write the {noun} {path}: the lock file {self.path} cannot be created "
+                    f"({exc.strerror or exc}). Check that the directory {path.parent} is writable, or choose "
+                    "another output path (-o OUT.h5).") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_small(fd)
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                    raise TrajectoryFileError(f"Cannot lock {self.path} ({exc.strerror or exc}); choose "
+                                              "another output path (-o OUT.h5).") from exc
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise TrajectoryFileError(
+                    f"Cannot write the {noun} {path}: {who} is writing it (it holds the lock {self.path}). "
+                    "Wait for that run to finish or stop it, or choose another output path (-o OUT.h5).") from exc
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous holder deleted it between our open and flock: retry
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Delete the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_small(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
 def temporary_path(path: Path) -> Path:
     """The name under which this process creates ``path``: ``.NAME.PID.tmp`` beside it."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -201,16 +324,21 @@ def remove_stale_temporaries(path: Path) -> None:
             pass
 
 
-def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any]) -> None:
+def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any],
+                 handles: dict[str, h5py.Dataset] | None = None) -> None:
     """Write frame ``k`` at time ``t``: each ``values[name]`` into dataset ``name`` (grown to
     ``k + 1`` along its first axis), flush, then ``time[k] = t`` and flush again, so that
-    ``len(time)`` counts complete frames.  h5py's ``OSError`` propagates."""
+    ``len(time)`` counts complete frames.  h5py's ``OSError``/``RuntimeError`` propagates.
+
+    ``handles`` caches the open datasets across frames: a dataset handle closed right after a
+    failed write would write again from its destructor, where the error cannot be caught."""
+    handles = {} if handles is None else handles
     for name, value in values.items():
-        ds = f[name]
+        ds = handles.get(name) or handles.setdefault(name, f[name])
         ds.resize(k + 1, axis=0)
         ds[k] = value
     f.flush()
-    ds = f["time"]
+    ds = handles.get("time") or handles.setdefault("time", f["time"])
     ds.resize((k + 1,))
     ds[k] = t
     f.flush()
@@ -259,6 +387,8 @@ class StatusFile:
         self._file: h5py.File | None = None
         self._frames = 0
         self._last_time = -math.inf
+        self._lock: OutputLock | None = None
+        self._handles: dict[str, h5py.Dataset] = {}
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -308,12 +438,21 @@ class StatusFile:
         :meth:`_before_rename`), so that the final name never holds a file that a killed writer
         could leave unreadable.
         """
-        remove_stale_temporaries(self._path)
-        tmp = temporary_path(self._path)
+        first = self._lock is None
+        if first:
+            check_output_path(self._path, noun=f"{self._KIND} file")
+            self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
         try:
-            self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
-        except OSError as exc:
-            raise self._create_error(exc) from exc
+            remove_stale_temporaries(self._path)
+            tmp = temporary_path(self._path)
+            try:
+                self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
+            except OSError as exc:
+                raise self._create_error(exc) from exc
+        except BaseException:
+            if first:
+                self._release_lock()
+            raise
         try:
             self._write_metadata()
             self._file.flush()
@@ -321,16 +460,72 @@ class StatusFile:
             self._before_rename()
             os.replace(tmp, self._path)
         except BaseException as exc:
+            self._handles.clear()
             self._file.close()
             self._file = None
             tmp.unlink(missing_ok=True)
+            if first:
+                self._release_lock()
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
 
+    def _abandon(self) -> None:
+        """Close the file after a failed write without writing anything more to it.
+
+        HDF5 cannot close a file whose flush failed (it crashes, and any further flush fails
+        again), so the file's descriptor is first pointed at the null device: the close then
+        succeeds, and the file on disk keeps what it held before the failed frame (complete
+        frames, ``status = running``, readable as a file left by a killed writer).
+        """
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                try:
+                    fd = f.id.get_vfd_handle()
+                    null = os.open(os.devnull, os.O_RDWR)
+                    try:
+                        os.dup2(null, fd)
+                    finally:
+                        os.close(null)
+                except (OSError, RuntimeError, ValueError, TypeError):
+                    pass
+                self._handles.clear()
+                try:
+                    f.close()
+                except (OSError, RuntimeError, ValueError):
+                    pass
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _modify_in_place(self, values: Mapping[str, AttrValue]) -> bool:
+        """Overwrite existing root attributes of the same type in SWMR mode, without leaving it
+        (a small in-place write that a kill cannot tear; flushed).  False, nothing changed, if
+        any of them is new or of another type (then :meth:`_metadata_mode` is needed)."""
+        f = self._require_open()
+        for key, value in values.items():
+            if key not in f.attrs:
+                return False
+            old = f.attrs.get_id(key)
+            kind = old.get_type().get_class()
+            want = (h5py.h5t.STRING if isinstance(value, str) else h5py.h5t.INTEGER if isinstance(value, int)
+                    else h5py.h5t.FLOAT)
+            if kind != want or old.shape != ():
+                return False
+        for key, value in values.items():
+            f.attrs.modify(key, value)
+        f.flush()
+        return True
+
     @contextmanager
     def _metadata_mode(self) -> Iterator[h5py.File]:
         """Leave SWMR mode (which forbids new objects and attributes) for a metadata change."""
+        self._handles.clear()
         self._require_open().close()
         self._file = None
         self._file = reopen_writable(self._path, error=self._reopen_error)
@@ -348,11 +543,14 @@ class StatusFile:
         return t
 
     def _append(self, t: float, values: Mapping[str, Any]) -> None:
-        """Append one frame (see :func:`append_frame`); an ``OSError`` becomes :meth:`_write_error`."""
+        """Append one frame (see :func:`append_frame`).  A failed write (h5py raises ``OSError``
+        or ``RuntimeError``: disk full, file-size limit, ...) abandons the file
+        (:meth:`_abandon`) and raises :meth:`_write_error`."""
         k = self._frames
         try:
-            append_frame(self._require_open(), k, t, values)
-        except OSError as exc:
+            append_frame(self._require_open(), k, t, values, self._handles)
+        except (OSError, RuntimeError) as exc:
+            self._abandon()
             raise self._write_error(k, t, exc) from exc
         self._frames = k + 1
         self._last_time = t
@@ -362,15 +560,24 @@ class StatusFile:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if self._file is None:
+            self._release_lock()
             return
         try:
             trim_frames(self._file, self._frame_datasets(), self._frames)
-            with self._metadata_mode() as f:
-                f.attrs["status"] = status
+            self._file.flush()
+            # in SWMR mode, in place: the file never leaves SWMR mode at the end of a run, so a
+            # kill leaves frames and a truthful status, and a SWMR reader may stay open
+            if not self._modify_in_place({"status": status}):
+                with self._metadata_mode() as f:
+                    f.attrs["status"] = status
         finally:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._handles.clear()
+            try:
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+            finally:
+                self._release_lock()
 
     def __enter__(self) -> Self:
         return self
@@ -393,17 +600,39 @@ def fail(path: Path, problem: str, fix: str) -> TrajectoryFileError:
     return TrajectoryFileError(f"{path}: {problem}. {fix}")
 
 
-def has_hdf5_signature(path: Path) -> bool:
-    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
+def _signature_offset(path: Path) -> int | None:
+    """Offset of the HDF5 signature (0, 512, 1024, ...: user blocks are allowed), or None."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         offset = 0
         while offset + 8 <= size:
             fh.seek(offset)
             if fh.read(8) == HDF5_SIGNATURE:
-                return True
+                return offset
             offset = 512 if offset == 0 else 2 * offset
-    return False
+    return None
+
+
+def has_hdf5_signature(path: Path) -> bool:
+    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user blocks are allowed)."""
+    return _signature_offset(path) is not None
+
+
+def left_by_swmr_writer(path: Path) -> bool:
+    """True if the superblock (version 3) still says "open for SWMR writing": the file's writer
+    is running, was killed, or abandoned it after a failed write.  Such a file may be shorter
+    than its superblock's end-of-file (the last flush did not reach the disk); its frames
+    written before are read with ``swmr=True``."""
+    try:
+        offset = _signature_offset(path)
+        if offset is None:
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(offset + 8)
+            head = fh.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and head[0] >= 3 and bool(head[3] & 0x04)
 
 
 @dataclass(frozen=True)
@@ -445,13 +674,15 @@ def open_readonly(path: Path, kind: FileKind) -> tuple[h5py.File, bool]:
     errors = []
     # A plain open first: it checks the file's length and so detects truncation.  Only a file
     # whose "open for writing" flags are set (a live or killed SWMR writer) is opened with
-    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file).
+    # ``swmr=True``, which skips that check (a SWMR reader must tolerate a growing file); so is
+    # a "truncated" file that a SWMR writer left (its last flush failed: disk full, ...).
     for swmr in (False, True):
         try:
             return h5py.File(path, "r", swmr=swmr), swmr
         except OSError as exc:
             errors.append(first_line(exc))
-            if "already open for write" not in errors[0]:
+            if "already open for write" not in errors[0] and not (
+                    "truncated" in errors[0] and left_by_swmr_writer(path)):
                 break
     text = " / ".join(errors)
     regen = kind.regenerate

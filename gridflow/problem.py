@@ -34,6 +34,8 @@ class Problem:
     diffusion: float
     reaction: float
     warnings: list[str] = field(default_factory=list)
+    #: the Wasserstein flux: "scharfetter-gummel" or "log-mean" (see gridflow.fokker_planck)
+    flux: str = "scharfetter-gummel"
 
     @property
     def tempered(self) -> bool:
@@ -85,6 +87,7 @@ class Problem:
             diffusion=diffusion,
             reaction=reaction,
             warnings=warns,
+            flux=flow.get("flux", "scharfetter-gummel"),
         )
 
 

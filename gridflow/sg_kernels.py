@@ -69,26 +69,70 @@ def _logaddexp(x, y):
 
 
 @njit(cache=True, inline="always")
-def _assemble(up, down, s, periodic, a, b, c, n):
-    """Rows of I - L diag(s) on one line (``s`` = tau per column, or tau/2 w): a sub, b diag, c super.
+def _assemble(eu, ed, periodic, a, b, c, n):
+    """Rows of I - tau L on one line from the edge terms: ``eu[i]`` is the (column-weighted)
+    jump term i -> i+1, ``ed[i]`` the term i+1 -> i.  a sub, b diagonal, c super-diagonal.
 
     On a periodic line ``a[0]`` is the corner A[0, n-1] and ``c[n-1]`` the corner A[n-1, 0].
     """
     for i in range(n):
         im = i - 1 if i > 0 else n - 1
-        ip = i + 1 if i < n - 1 else 0
-        dg = 0.0
+        dg = 1.0
         if periodic or i < n - 1:
-            dg += up[i]
-            c[i] = -s[ip] * down[i]
+            dg += eu[i]
+            c[i] = -ed[i]
         else:
             c[i] = 0.0
         if periodic or i > 0:
-            dg += down[im]
-            a[i] = -s[im] * up[im]
+            dg += ed[im]
+            a[i] = -eu[im]
         else:
             a[i] = 0.0
-        b[i] = 1.0 + s[i] * dg
+        b[i] = dg
+
+
+@njit(cache=True, inline="always")
+def _psi(z, q):
+    """phi(z) (q - z) with phi(z) = (e^z - 1)/z, for q > z; its limit 1 at z = -inf."""
+    if z == _NEG_INF:
+        return 1.0
+    if abs(z) < 1e-6:
+        return (1.0 + z * (0.5 + z / 6.0)) * (q - z)
+    zc = min(z, 700.0)
+    return math.expm1(zc) / zc * (q - z)
+
+
+@njit(cache=True, inline="always")
+def _log_mean_rates(dl, dp, kappa):
+    """Jump rates (up, down) of the log-mean flux across one edge.
+
+    The flux lo -> hi is kappa Lambda(rho_lo, rho_hi) (g_lo - g_hi), g = l - p, Lambda the
+    logarithmic mean; written as ``up * rho_lo`` when it flows up and ``down * rho_hi`` when it
+    flows down, with Lambda/rho_lo = phi(l_hi - l_lo).  ``dl``, ``dp`` are hi - lo differences.
+    """
+    dg = dl - dp
+    if dg < 0.0:
+        return kappa * _psi(dl, dp), 0.0
+    if dg > 0.0:
+        return 0.0, kappa * _psi(-dl, -dp)
+    if dg == 0.0:
+        return 0.0, 0.0                  # equilibrium
+    # two empty cells (dl = -inf + inf): the limit of Lambda (g_lo - g_hi) as both vanish is
+    # undefined; take the diffusive one, kappa (rho_lo - rho_hi), so that an implicit stage
+    # fills empty regions at once as the exact flow does (instead of one cell per stage)
+    return kappa, kappa
+
+
+@njit(cache=True)
+def _log_mean_line(l, p, kappa, periodic, up, down, n):
+    """Rates of the log-mean flux on one line (last edge: wrap, or none at a wall)."""
+    for i in range(n):
+        if i == n - 1 and not periodic:
+            up[i] = 0.0
+            down[i] = 0.0
+        else:
+            ip = i + 1 if i < n - 1 else 0
+            up[i], down[i] = _log_mean_rates(l[ip] - l[i], p[ip] - p[i], kappa)
 
 
 @njit(cache=True, inline="always")
@@ -272,43 +316,100 @@ def _solve_log(a, b, c, l, u, cp, g, n, periodic):
         _thomas_log(a, b, c, l, u, cp, n)
 
 
-@njit(cache=True)
-def _line_fast(l, up, down, tau, periodic, two_stage, out, s, a, b, c, u, cp, g):
-    """The ratio path; returns False (``out`` untouched) when the line needs the log path."""
-    n = l.shape[0]
+@njit(cache=True, inline="always")
+def _stage_edges(up, down, up1, down1, w0, tau, two_stage_weights, eu, ed, n):
+    """Edge terms of a stage: tau (up, down) for the first; for the second
+    tau/2 (up w0_i + up1, down w0_{i+1} + down1), w0 = rho / y1 (rates ``up1``/``down1`` at y1)."""
     for i in range(n):
-        s[i] = tau
-    _assemble(up, down, s, periodic, a, b, c, n)
-    _scale(l, a, c, n, periodic)
-    if not _solve_ones(a, b, c, u, cp, g, n, periodic):
-        return False
-    if two_stage:
-        for i in range(n):
-            s[i] = 0.5 * tau * (1.0 / u[i] + 1.0)
-        _assemble(up, down, s, periodic, a, b, c, n)
+        if two_stage_weights:
+            ip = i + 1 if i < n - 1 else 0
+            eu[i] = 0.5 * tau * (up[i] * w0[i] + up1[i])
+            ed[i] = 0.5 * tau * (down[i] * w0[ip] + down1[i])
+        else:
+            eu[i] = tau * up[i]
+            ed[i] = tau * down[i]
+
+
+@njit(cache=True, inline="always")
+def _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
+    """Assemble a stage from its edge terms and solve it: u = y/rho by the ratio path (``fast``;
+    False when that path fails) or u = log y by the log path."""
+    _assemble(eu, ed, periodic, a, b, c, n)
+    if fast:
         _scale(l, a, c, n, periodic)
-        if not _solve_ones(a, b, c, u, cp, g, n, periodic):
-            return False
-    for i in range(n):
-        out[i] = l[i] + math.log(u[i])
+        return _solve_ones(a, b, c, u, cp, g, n, periodic)
+    _solve_log(a, b, c, l, u, cp, g, n, periodic)
     return True
 
 
 @njit(cache=True)
-def _line_log(l, up, down, tau, periodic, two_stage, out, s, a, b, c, u, cp, g):
-    """The log path: the same stages with log right-hand sides and solutions."""
+def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, w):
+    """One line by the ratio path (``fast``; returns False when the line needs the log path) or
+    the log path.  ``w`` is a (13, n) work array; with ``log_mean`` the rates come from ``l``, ``p``."""
     n = l.shape[0]
-    for i in range(n):
-        s[i] = tau
-    _assemble(up, down, s, periodic, a, b, c, n)
-    _solve_log(a, b, c, l, u, cp, g, n, periodic)
+    eu, ed, a, b, c, u, cp, g, u0, d0, u1, d1, w0 = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9],
+                                                     w[10], w[11], w[12])
+    if log_mean:
+        _log_mean_line(l, p, kappa, periodic, u0, d0, n)
+    else:
+        u0[:] = up
+        d0[:] = down
+    _stage_edges(u0, d0, u0, d0, u0, tau, False, eu, ed, n)
+    if not _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
+        return False
     if two_stage:
-        for i in range(n):   # w = rho / y1 + 1 (1 where rho = 0)
-            s[i] = 0.5 * tau * (1.0 + (math.exp(l[i] - u[i]) if l[i] > _NEG_INF else 0.0))
-        _assemble(up, down, s, periodic, a, b, c, n)
-        _solve_log(a, b, c, l, u, cp, g, n, periodic)
+        # w0 = rho / y1; y1 in log form in ``out`` (for the rates at y1)
+        for i in range(n):
+            if fast:
+                if not u[i] > TINY:
+                    return False
+                w0[i] = 1.0 / u[i]
+                out[i] = l[i] + math.log(u[i])
+            else:
+                w0[i] = math.exp(l[i] - u[i]) if l[i] > _NEG_INF else 0.0
+                out[i] = u[i]
+        if log_mean:
+            _log_mean_line(out, p, kappa, periodic, u1, d1, n)
+        else:
+            u1[:] = u0
+            d1[:] = d0
+        _stage_edges(u0, d0, u1, d1, w0, tau, True, eu, ed, n)
+        if not _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
+            return False
+        if not fast and log_mean:
+            # The second stage weighs production out of cell j by rho_j / y1_j, which is 0 for a
+            # cell empty at the start: a cell that the first stage filled but whose only inflow
+            # (at y1) comes from such a cell would be emptied again, for ever.  Such a line
+            # keeps the first stage (implicit Euler: positive, conservative).
+            for i in range(n):
+                if u[i] == _NEG_INF and out[i] > _NEG_INF:
+                    return True
     for i in range(n):
-        out[i] = u[i]
+        if fast:
+            if not u[i] > TINY:
+                return False
+            out[i] = l[i] + math.log(u[i])
+        else:
+            out[i] = u[i]
+    return True
+
+
+@njit(cache=True)
+def _lines_one_by_one(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, log_only, out, todo):
+    """Lines (rows) marked in ``todo`` one at a time: the ratio path on periodic lines (unless
+    ``log_only``), else the log path.  Returns the number done by the log path."""
+    m, n = l.shape
+    w = np.empty((13, n))
+    slow = 0
+    for k in range(m):
+        if not todo[k]:
+            continue
+        if periodic and not log_only and _fast_ok(l[k], n, periodic) and _line(
+                l[k], up[k], down[k], p[k], kappa, log_mean, tau, periodic, two_stage, True, out[k], w):
+            continue
+        slow += 1
+        _line(l[k], up[k], down[k], p[k], kappa, log_mean, tau, periodic, two_stage, False, out[k], w)
+    return slow
 
 
 # ------------------------------------------------------------------ blocked fast path, walls
@@ -318,12 +419,43 @@ def _line_log(l, up, down, tau, periodic, two_stage, out, s, a, b, c, u, cp, g):
 BLOCK = 32
 
 
+@njit(cache=True, inline="always")
+def _block_log_mean(L, P, kappa, w, UP, DOWN):
+    n = L.shape[0]
+    for i in range(n - 1):
+        for j in range(w):
+            UP[i, j], DOWN[i, j] = _log_mean_rates(L[i + 1, j] - L[i, j], P[i + 1, j] - P[i, j], kappa)
+    for j in range(w):
+        UP[n - 1, j] = 0.0
+        DOWN[n - 1, j] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _block_sweep(EU, ED, r, ri, x, cp, w):
+    """Solve e^{-l} A e^{l} x = 1 for the wall lines of a block, A from the edge terms."""
+    n = EU.shape[0]
+    for j in range(w):
+        inv = 1.0 / (1.0 + EU[0, j])
+        cp[0, j] = -ED[0, j] * r[0, j] * inv
+        x[0, j] = inv
+    for i in range(1, n):
+        for j in range(w):
+            a = -EU[i - 1, j] * ri[i - 1, j]
+            inv = 1.0 / (1.0 + EU[i, j] + ED[i - 1, j] - a * cp[i - 1, j])
+            cp[i, j] = -ED[i, j] * r[i, j] * inv
+            x[i, j] = (1.0 - a * x[i - 1, j]) * inv
+    for i in range(n - 2, -1, -1):
+        for j in range(w):
+            x[i, j] -= cp[i, j] * x[i + 1, j]
+
+
 @njit(cache=True)
-def _block_walls(L, UP, DOWN, w, tau, two_stage, OUT, bad, r, ri, s, x, cp):
+def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r, ri, EU, ED, x, cp, U1, D1):
     """The ratio path on the first ``w`` columns of the ``(n, width)`` block ``L`` (one line per
     column, walls), all lines at once so the inner loops run across lines.
 
     ``bad[j]`` is set for a line that needs the log path (its ``OUT`` column is then garbage).
+    With ``log_mean`` the rates ``UP``/``DOWN`` are computed here from ``L`` and ``P``.
     """
     n = L.shape[0]
     for j in range(w):
@@ -337,45 +469,45 @@ def _block_walls(L, UP, DOWN, w, tau, two_stage, OUT, bad, r, ri, s, x, cp):
             e = math.exp(d)
             r[i, j] = e
             ri[i, j] = 1.0 / e
+    for j in range(w):
+        r[n - 1, j] = 1.0
+    if log_mean:
+        _block_log_mean(L, P, kappa, w, UP, DOWN)
     for i in range(n):
         for j in range(w):
-            s[i, j] = tau
-    for stage in range(2 if two_stage else 1):
-        if stage == 1:
-            for i in range(n):
-                for j in range(w):
-                    xv = x[i, j]
-                    s[i, j] = 0.5 * tau * (1.0 / xv + 1.0) if xv > 0.0 else tau
-        for j in range(w):
-            inv = 1.0 / (1.0 + s[0, j] * UP[0, j])
-            cp[0, j] = -s[1, j] * DOWN[0, j] * r[0, j] * inv if n > 1 else 0.0
-            x[0, j] = inv
-        for i in range(1, n - 1):
-            for j in range(w):
-                a = -s[i - 1, j] * UP[i - 1, j] * ri[i - 1, j]
-                inv = 1.0 / (1.0 + s[i, j] * (UP[i, j] + DOWN[i - 1, j]) - a * cp[i - 1, j])
-                cp[i, j] = -s[i + 1, j] * DOWN[i, j] * r[i, j] * inv
-                x[i, j] = (1.0 - a * x[i - 1, j]) * inv
-        if n > 1:
-            i = n - 1
-            for j in range(w):
-                a = -s[i - 1, j] * UP[i - 1, j] * ri[i - 1, j]
-                x[i, j] = (1.0 - a * x[i - 1, j]) / (1.0 + s[i, j] * DOWN[i - 1, j] - a * cp[i - 1, j])
-        for i in range(n - 2, -1, -1):
-            for j in range(w):
-                x[i, j] -= cp[i, j] * x[i + 1, j]
+            EU[i, j] = tau * UP[i, j]
+            ED[i, j] = tau * DOWN[i, j]
+    _block_sweep(EU, ED, r, ri, x, cp, w)
+    if two_stage:
         for i in range(n):
             for j in range(w):
-                if not (x[i, j] > TINY and x[i, j] <= HAZARD):
+                xv = x[i, j]
+                if not (xv > TINY and xv <= HAZARD):
                     bad[j] = True
+                    xv = 1.0
+                x[i, j] = 1.0 / xv                     # w0 = rho / y1
+                OUT[i, j] = L[i, j] - math.log(x[i, j])  # log y1
+        if log_mean:
+            _block_log_mean(OUT, P, kappa, w, U1, D1)
+        for i in range(n):
+            ip = i + 1 if i < n - 1 else i
+            for j in range(w):
+                u1 = U1[i, j] if log_mean else UP[i, j]
+                d1 = D1[i, j] if log_mean else DOWN[i, j]
+                EU[i, j] = 0.5 * tau * (UP[i, j] * x[i, j] + u1)
+                ED[i, j] = 0.5 * tau * (DOWN[i, j] * x[ip, j] + d1)
+        _block_sweep(EU, ED, r, ri, x, cp, w)
     for i in range(n):
         for j in range(w):
             xv = x[i, j]
-            OUT[i, j] = L[i, j] + math.log(xv) if xv > 0.0 else 0.0
+            if not (xv > TINY and xv <= HAZARD):
+                bad[j] = True
+                xv = 1.0
+            OUT[i, j] = L[i, j] + math.log(xv)
 
 
 @njit(cache=True)
-def _blocked_walls(l, up, down, tau, two_stage, columns, out, bad):
+def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad):
     """Ratio path of every line with walls, in blocks of BLOCK lines.
 
     ``columns`` True: lines are the columns of the ``(n, m)`` arrays; else their rows.
@@ -383,14 +515,18 @@ def _blocked_walls(l, up, down, tau, two_stage, columns, out, bad):
     n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
     width = min(BLOCK, m)   # a 1D grid (one line) gets (n, 1) work arrays
     L = np.empty((n, width))
+    P = np.empty((n, width))
     UP = np.empty((n, width))
     DOWN = np.empty((n, width))
     OUT = np.empty((n, width))
     r = np.empty((n, width))
     ri = np.empty((n, width))
-    s = np.empty((n, width))
+    EU = np.empty((n, width))
+    ED = np.empty((n, width))
     x = np.empty((n, width))
     cp = np.empty((n, width))
+    U1 = np.empty((n, width))
+    D1 = np.empty((n, width))
     badb = np.empty(width, dtype=np.bool_)
     for k0 in range(0, m, width):
         w = min(width, m - k0)
@@ -398,15 +534,21 @@ def _blocked_walls(l, up, down, tau, two_stage, columns, out, bad):
             for i in range(n):
                 for j in range(w):
                     L[i, j] = l[i, k0 + j]
-                    UP[i, j] = up[i, k0 + j]
-                    DOWN[i, j] = down[i, k0 + j]
+                    if log_mean:
+                        P[i, j] = p[i, k0 + j]
+                    else:
+                        UP[i, j] = up[i, k0 + j]
+                        DOWN[i, j] = down[i, k0 + j]
         else:
             for j in range(w):
                 for i in range(n):
                     L[i, j] = l[k0 + j, i]
-                    UP[i, j] = up[k0 + j, i]
-                    DOWN[i, j] = down[k0 + j, i]
-        _block_walls(L, UP, DOWN, w, tau, two_stage, OUT, badb, r, ri, s, x, cp)
+                    if log_mean:
+                        P[i, j] = p[k0 + j, i]
+                    else:
+                        UP[i, j] = up[k0 + j, i]
+                        DOWN[i, j] = down[k0 + j, i]
+        _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, badb, r, ri, EU, ED, x, cp, U1, D1)
         for j in range(w):
             bad[k0 + j] = badb[j]
         if columns:
@@ -419,78 +561,55 @@ def _blocked_walls(l, up, down, tau, two_stage, columns, out, bad):
                     out[k0 + j, i] = OUT[i, j]
 
 
-@njit(cache=True)
-def _lines_one_by_one(l, up, down, tau, periodic, two_stage, log_only, out, todo):
-    """Lines (rows) marked in ``todo`` one at a time: the ratio path on periodic lines (unless
-    ``log_only``), else the log path."""
-    m, n = l.shape
-    s = np.empty(n)
-    a = np.empty(n)
-    b = np.empty(n)
-    c = np.empty(n)
-    u = np.empty(n)
-    cp = np.empty(n)
-    g = np.empty(n)
-    slow = 0
-    for k in range(m):
-        if not todo[k]:
-            continue
-        lk = l[k]
-        if periodic and not log_only and _fast_ok(lk, n, periodic) and _line_fast(
-                lk, up[k], down[k], tau, periodic, two_stage, out[k], s, a, b, c, u, cp, g):
-            continue
-        slow += 1
-        _line_log(lk, up[k], down[k], tau, periodic, two_stage, out[k], s, a, b, c, u, cp, g)
-    return slow
+# ------------------------------------------------------------------ entry points
 
 
-def step_rows(l, up, down, tau, periodic, two_stage, log_only=False):
+def _operands(l, up, down, log_target):
+    """(up, down, p, log_mean): the log-mean flux when ``log_target`` is given (rates unused)."""
+    if log_target is None:
+        return up, down, l, False
+    return l, l, np.ascontiguousarray(log_target, dtype=float), True
+
+
+def step_rows(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0):
     """Axis step along the last axis of the ``(m, n)`` log density ``l``.
 
+    Scharfetter–Gummel: the fixed rates ``up``/``down``; with ``log_target`` (the log of the
+    target on the same lines) the log-mean flux ``kappa Lambda(rho_i, rho_j) (g_i - g_j)``,
+    g = l - log_target, whose rates depend on the density (re-evaluated at the first stage).
     ``two_stage`` False gives implicit Euler (first order) instead of MPRK22; ``log_only`` forces
     the log path (for testing).  Returns ``(new_l, number of lines done by the log path)``.
     """
+    up, down, p, log_mean = _operands(l, up, down, log_target)
     out = np.empty_like(l)
     todo = np.ones(l.shape[0], dtype=np.bool_)
     if not (periodic or log_only):
-        _blocked_walls(l, up, down, tau, two_stage, False, out, todo)
-    slow = _lines_one_by_one(l, up, down, tau, periodic, two_stage, log_only, out, todo) if todo.any() else 0
+        _blocked_walls(l, up, down, p, float(kappa), log_mean, tau, two_stage, False, out, todo)
+    slow = (_lines_one_by_one(l, up, down, p, float(kappa), log_mean, tau, periodic, two_stage, log_only, out, todo)
+            if todo.any() else 0)
     return out, slow
 
 
-@njit(cache=True)
-def _redo_cols(l, up, down, tau, two_stage, out, bad):
-    n = l.shape[0]
-    s = np.empty(n)
-    a = np.empty(n)
-    b = np.empty(n)
-    c = np.empty(n)
-    u = np.empty(n)
-    cp = np.empty(n)
-    g = np.empty(n)
-    lo = np.empty(n)
-    slow = 0
-    for j in range(l.shape[1]):
-        if bad[j]:
-            slow += 1
-            _line_log(np.ascontiguousarray(l[:, j]), np.ascontiguousarray(up[:, j]),
-                      np.ascontiguousarray(down[:, j]), tau, False, two_stage, lo, s, a, b, c, u, cp, g)
-            out[:, j] = lo
-    return slow
-
-
-def step_cols(l, up, down, tau, periodic, two_stage, log_only=False):
+def step_cols(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0):
     """:func:`step_rows` along the first axis of the ``(n, m)`` log density ``l`` (lines are columns).
 
     On lines with walls all columns go through the ratio path at once (no transposes); the
-    columns that need it are redone by the log path.
+    columns that need it are redone, transposed, by the log path.
     """
+    up_, down_, p, log_mean = _operands(l, up, down, log_target)
+    if not (periodic or log_only):
+        out = np.empty_like(l)
+        bad = np.zeros(l.shape[1], dtype=np.bool_)
+        _blocked_walls(l, up_, down_, p, float(kappa), log_mean, tau, two_stage, True, out, bad)
+        if not bad.any():
+            return out, 0
+    t = np.ascontiguousarray
     if periodic or log_only:
-        out, slow = step_rows(np.ascontiguousarray(l.T), np.ascontiguousarray(up.T),
-                              np.ascontiguousarray(down.T), tau, periodic, two_stage, log_only)
-        return np.ascontiguousarray(out.T), slow
-    out = np.empty_like(l)
-    bad = np.zeros(l.shape[1], dtype=np.bool_)
-    _blocked_walls(l, up, down, tau, two_stage, True, out, bad)
-    slow = _redo_cols(l, up, down, tau, two_stage, out, bad) if bad.any() else 0
+        lines, slow = step_rows(t(l.T), None if log_mean else t(up.T), None if log_mean else t(down.T), tau,
+                                periodic, two_stage, log_only, t(p.T) if log_mean else None, kappa)
+        return t(lines.T), slow
+    idx = np.flatnonzero(bad)                 # only these columns, by the log path
+    lines, slow = step_rows(t(l.T[idx]), None if log_mean else t(up.T[idx]), None if log_mean else t(down.T[idx]),
+                            tau, periodic, two_stage, True, t(p.T[idx]) if log_mean else None, kappa)
+    out[:, idx] = lines.T
     return out, slow

@@ -39,16 +39,31 @@ import numpy as np
 from gridflow.diagnostics import kl_divergence
 from gridflow.errors import NumericalError, ScheduleError
 from gridflow.fisher_rao import fisher_rao_step
-from gridflow.fokker_planck import AxisRates, axis_rates, edge_differences, log_axis_step
+from gridflow.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
 from gridflow.problem import Problem
 from gridflow.schedule import Adaptive, Schedule, linear_ramp
 
-SCHEME = (
-    "space: cell-centred finite volumes, Scharfetter-Gummel two-point flux (2nd order); "
-    "Fisher-Rao: exact in log space; time: Strang splitting FR(dt/2) W(dt) FR(dt/2), "
-    "W by MPRK22 on the log density (positive, conservative, 2nd order; 2D: Strang over axes), "
-    "adaptive step doubling on the L1 local error with log-space Richardson extrapolation"
-)
+#: the two-point flux of the Wasserstein part, by the name ``flow.flux`` takes
+FLUX_DESCRIPTIONS = {
+    "scharfetter-gummel": "Scharfetter-Gummel two-point flux (2nd order; error constant grows with the cell "
+                          "Peclet number h|grad log pi|)",
+    "log-mean": "log-mean two-point flux kappa Lambda(rho_i, rho_j)(g_i - g_j), g = log(rho/pi) (2nd order, "
+                "error constant set by the density, not the drift)",
+}
+
+
+def scheme_description(flux: str = "scharfetter-gummel") -> str:
+    """One-line description of the discretisation, as stored in a trajectory's ``scheme`` attribute."""
+    return (
+        f"space: cell-centred finite volumes, {FLUX_DESCRIPTIONS[flux]}; "
+        "Fisher-Rao: exact in log space; time: Strang splitting FR(dt/2) W(dt) FR(dt/2), "
+        "W by MPRK22 on the log density (positive, conservative, 2nd order; 2D: Strang over axes), "
+        "adaptive step doubling on the L1 local error with log-space Richardson extrapolation"
+    )
+
+
+#: the default scheme's description
+SCHEME = scheme_description()
 
 
 @dataclass
@@ -112,14 +127,19 @@ class Stepper:
         lam0 = 0.0 if self.schedule.adaptive else self.schedule.value(0.0)
         return State(0.0, self.problem.log_initial.copy(), lam0)
 
-    def rates(self, lam: float) -> list[AxisRates]:
-        """Scharfetter–Gummel rates per axis for the potential of pi_lambda (cached)."""
+    def rates(self, lam: float) -> list[AxisRates | LogMeanAxis]:
+        """The W operator per axis for pi_lambda (cached): Scharfetter–Gummel rates, or the
+        log-mean flux towards log pi_lambda (``problem.flux``)."""
         cached = self._rates_cache.get(lam)
         if cached is None:
-            cached = [
-                axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
-                for k, (dr, dt_) in enumerate(zip(self._ref_diff, self._tilt_diff))
-            ]
+            if self.problem.flux == "log-mean":
+                log_pi = self.path.log_reference + lam * self.path.tilt
+                cached = [log_mean_axis(log_pi, self.grid, k, self.a) for k in range(self.grid.dim)]
+            else:
+                cached = [
+                    axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
+                    for k, (dr, dt_) in enumerate(zip(self._ref_diff, self._tilt_diff))
+                ]
             if len(self._rates_cache) > 16:
                 self._rates_cache.clear()
             self._rates_cache[lam] = cached

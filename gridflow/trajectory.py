@@ -1,10 +1,10 @@
 """Trajectory files: netCDF4-compatible HDF5, written frame by frame, readable after a crash.
 
-Layout (SPEC §2; names and dimensions are the contract)::
+Layout (docs/file-format.md; names and dimensions are the contract)::
 
     dimensions  time (unlimited), x, y (2D only), nv = 2, dim = space dimension, dim2 = dim
     time(time)  x(x)  y(y)  x_bnds(x, nv)  y_bnds(y, nv)
-    density(time, x[, y])  log_target(x[, y])  log_reference(x[, y])
+    density(time, x[, y])  log_density(time, x[, y])  log_target(x[, y])  log_reference(x[, y])
     lambda, mass, kl, kl_tempered, fisher_information (time)
     mean(time, dim)  covariance(time, dim, dim2)
     velocity(time, dim, x[, y])                             -- path flow only
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ import h5py
 import numpy as np
 
 from gridflow._version import __version__
-from gridflow.errors import TrajectoryFileError
+from gridflow.errors import OutputWriteError, TrajectoryFileError
 from gridflow.grid import Grid
 from gridflow.h5store import (LIBVER, STATUSES, AttrValue, FileKind, StatusFile, attr_value, create_dimension,
                               create_variable, decode_attr, fail, first_line, has_hdf5_signature, load_xarray,
@@ -67,7 +68,7 @@ _FILE_KIND = FileKind(
     unopenable_fix=f"The file is damaged or still being created; try again in a moment or {_REGENERATE}",
     regenerate=_REGENERATE)
 _REQUIRED = ("time", "x", "x_bnds", "density", "log_target", "log_reference", *FRAME_FIELDS, "mean", "covariance")
-_KNOWN = frozenset(_REQUIRED) | {"y", "y_bnds", "nv", "dim", "dim2", "velocity", "kinetic_energy"}
+_KNOWN = frozenset(_REQUIRED) | {"y", "y_bnds", "nv", "dim", "dim2", "velocity", "kinetic_energy", "log_density"}
 
 _LONG_NAMES = {
     "time": "time",
@@ -76,6 +77,7 @@ _LONG_NAMES = {
     "x_bnds": "cell edges, first coordinate",
     "y_bnds": "cell edges, second coordinate",
     "density": "cell-average density rho_t",
+    "log_density": "log of the cell-average density rho_t (the solver's state, exact below 1e-308)",
     "log_target": "log target density log pi, normalised on the grid",
     "log_reference": "log tempering reference density log pi_0, normalised on the grid",
     "lambda": "tempering parameter lambda(t)",
@@ -97,6 +99,23 @@ def _as_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     return arr
 
 
+def _check_extra_name(name: Any) -> None:
+    """ValueError unless ``name`` can name an extra diagnostic (non-empty, no '/', not reserved)."""
+    if not isinstance(name, str) or not name or "/" in name or name in _KNOWN:
+        raise ValueError(f"extra diagnostic name {name!r} is empty, contains '/' or is reserved")
+
+
+def _log_density(density: Any, log_density: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The frame's log density: ``log_density`` checked, or ``log(density)`` when it is ``None``."""
+    if log_density is not None:
+        arr = _as_float_array("log_density", log_density, shape)
+        if np.isnan(arr).any() or np.isposinf(arr).any():
+            raise ValueError("log_density must not be NaN or +inf")
+        return arr
+    with np.errstate(divide="ignore"):
+        return np.log(_as_float_array("density", density, shape))
+
+
 # Names that other modules imported from here before they moved to gridflow.h5store.
 _LIBVER = LIBVER
 _attr_value, _decode_attr, _utc_now = attr_value, decode_attr, utc_now
@@ -114,13 +133,23 @@ class TrajectoryWriter(StatusFile):
     ``frames`` (keyword arguments of :meth:`write_frame`, one mapping per frame) are written
     into the new file before it takes the final name: a resumed run copies the frames of the
     interrupted file this way, so no moment exists at which the path holds fewer frames.
+
+    ``extra_names`` declares ``extra`` diagnostics up front.  A name first seen in a later frame
+    needs a new dataset, which SWMR forbids: before the first frame the file is rebuilt and
+    renamed again (a reader that opened it already would not see the new file), after it the
+    file leaves SWMR mode for a moment.  Declared names need neither.
+
+    The writer holds an exclusive lock on the path (``PATH.lock``, see
+    :class:`gridflow.h5store.OutputLock`) from creation to :meth:`close`, and refuses an output
+    path that is not a regular file or a new path, or that is write-protected.
     """
 
     _KIND = "trajectory"
 
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
-                 kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = ()) -> None:
+                 kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = (),
+                 extra_names: Sequence[str] = ()) -> None:
         super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
@@ -135,6 +164,10 @@ class TrajectoryWriter(StatusFile):
         self._root = dict(root)
         self._created = utc_now()
         self._initial_frames = list(frames)
+        for name in extra_names:
+            _check_extra_name(name)
+            if name not in self._extra:
+                self._extra.append(name)
         for frame in self._initial_frames:
             self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
         self._check_parent()
@@ -150,6 +183,7 @@ class TrajectoryWriter(StatusFile):
 
     def _recreate(self) -> None:
         """Rebuild the file before its first frame (new extras, new attributes): no unsafe window."""
+        self._handles.clear()
         self._require_open().close()
         self._file = None
         self._create_file()
@@ -179,13 +213,26 @@ class TrajectoryWriter(StatusFile):
             f"Cannot reopen the trajectory file {self._path} to update it ({exc}). "
             "Close other programs that hold the file open and run again.")
 
-    def _write_error(self, k: int, t: float, exc: OSError) -> TrajectoryFileError:
-        return TrajectoryFileError(
-            f"Cannot write frame {k} (t = {t:g}) to {self._path} ({exc}). Check the free disk space "
-            "and that the file is not being modified by another program.")
+    def _write_error(self, k: int, t: float, exc: Exception) -> OutputWriteError:
+        """Frame ``k`` could not be written (the file is already abandoned): say why, how many
+        complete frames the file holds (read back from it) and to run --resume."""
+        text = str(exc)
+        found = re.search(r"error message = '([^']*)'", text)
+        reason = found.group(1) if found else first_line(exc)
+        try:
+            held = open_trajectory(self._path).time
+            kept = (f"{len(held)} complete frames (t = {held[0]:g} .. {held[-1]:g})" if len(held)
+                    else "no complete frames")
+        except TrajectoryFileError:
+            kept = f"{k} complete frames" if k else "no complete frames"
+        return OutputWriteError(
+            f"Cannot write frame {k} (t = {t:g}) to {self._path}: {reason}. The file holds {kept}; free disk "
+            "space (or raise the file-size limit, `ulimit -f`) and run the same command with --resume to "
+            "continue from the last frame.")
 
     def _frame_datasets(self) -> Iterable[str]:
-        return ("density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy", *self._extra)
+        return ("density", "log_density", *FRAME_FIELDS, "mean", "covariance", "velocity", "kinetic_energy",
+                *self._extra)
 
     def _write_metadata(self) -> None:
         f = self._file
@@ -217,6 +264,7 @@ class TrajectoryWriter(StatusFile):
         self._create("log_reference", axes, data=self._log_reference)
         cell_methods = " ".join(f"{a}:" for a in axes) + " mean"
         self._series("density", ("time", *axes), g.shape, attrs={"cell_methods": cell_methods})
+        self._series("log_density", ("time", *axes), g.shape)
         for name in FRAME_FIELDS:
             self._series(name, ("time",), (), attrs={"units": "1"} if name == "lambda" else None)
         self._series("mean", ("time", "dim"), (g.dim,))
@@ -250,8 +298,11 @@ class TrajectoryWriter(StatusFile):
     def write_frame(self, *, time: float, density: np.ndarray, lambda_: float, mass: float, kl: float,
                     kl_tempered: float, fisher_information: float, mean: np.ndarray, covariance: np.ndarray,
                     velocity: np.ndarray | None = None, kinetic_energy: float | None = None,
-                    extra: Mapping[str, float] | None = None) -> None:
+                    extra: Mapping[str, float] | None = None, log_density: np.ndarray | None = None) -> None:
         """Append one frame to every time-dimension dataset, then flush the file.
+
+        ``log_density`` is the log of ``density`` as the solver holds it (finite even where
+        ``density`` underflows to 0); without it, ``log(density)`` is stored (-inf where it is 0).
 
         ``velocity`` (shape ``(dim, *grid.shape)``) is required for a path-flow writer and not
         allowed otherwise; ``kinetic_energy`` likewise for a writer created with ``path_flow`` or
@@ -263,6 +314,7 @@ class TrajectoryWriter(StatusFile):
         t = self._next_time(time)
         values: dict[str, np.ndarray] = {
             "density": _as_float_array("density", density, g.shape),
+            "log_density": _log_density(density, log_density, g.shape),
             "lambda": np.float64(lambda_), "mass": np.float64(mass), "kl": np.float64(kl),
             "kl_tempered": np.float64(kl_tempered), "fisher_information": np.float64(fisher_information),
             "mean": _as_float_array("mean", mean, (g.dim,)),
@@ -282,8 +334,7 @@ class TrajectoryWriter(StatusFile):
             raise ValueError("kinetic_energy is written only when path_flow=True or kinetic_energy=True")
         extra = dict(extra or {})
         for name in extra:
-            if not isinstance(name, str) or not name or "/" in name or name in _KNOWN:
-                raise ValueError(f"extra diagnostic name {name!r} is empty, contains '/' or is reserved")
+            _check_extra_name(name)
         extra_values = {name: np.float64(v) for name, v in extra.items()}
 
         new = [name for name in extra_values if name not in self._extra]
@@ -301,13 +352,19 @@ class TrajectoryWriter(StatusFile):
         self._append(t, values)
 
     def set_attrs(self, **attrs: AttrValue) -> None:
-        """Set root attributes (e.g. warnings found during the run); flushed at once."""
+        """Set root attributes (e.g. warnings found during the run); flushed at once.
+
+        An existing attribute given a value of the same type is overwritten in SWMR mode, in
+        place (cheap, and safe against a kill); a new one needs a rebuild (before the first
+        frame) or a moment outside SWMR mode."""
         values = {k: attr_value(k, v) for k, v in attrs.items()}
         if clash := RESERVED_ATTRS & values.keys():
             raise ValueError(f"attributes {sorted(clash)} are managed by the writer (use close(status=...))")
         if not values:
             return
         self._root.update(values)
+        if self._modify_in_place(values):
+            return
         if self._frames == 0:
             self._recreate()
             return
@@ -341,6 +398,8 @@ class Trajectory:
     kinetic_energy: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     path: str = ""
+    log_density: np.ndarray | None = None
+    """log of ``density`` as the solver held it (``None`` in files written before it was stored)."""
 
     @property
     def status(self) -> str:
@@ -407,13 +466,30 @@ def _time_series_names(f: h5py.File) -> list[str]:
     return names
 
 
+def _complete_frames(time: h5py.Dataset, n: int) -> int:
+    """Of the first ``n`` frames, how many are complete: a writer whose last flush failed (disk
+    full) can leave a last ``time`` entry that is unreadable or NaN (the fill value); such
+    trailing frames are not counted."""
+    while n > 0:
+        try:
+            values = np.asarray(time[:n], dtype=np.float64)
+            break
+        except (OSError, RuntimeError):
+            n -= 1
+    else:
+        return 0
+    while n > 0 and np.isnan(values[n - 1]):
+        n -= 1
+    return n
+
+
 def _read(f: h5py.File, path: Path) -> Trajectory:
     missing = [name for name in _REQUIRED if not isinstance(f.get(name), h5py.Dataset)]
     if missing:
         have = ", ".join(sorted(f.keys())[:12]) or "nothing"
         raise fail(path, f"is an HDF5 file but not a gridflow trajectory: it lacks the dataset(s) "
                    f"{', '.join(missing)} (it holds: {have})",
-                   "Pass a trajectory written by `gridflow run` (SPEC §2 lists its layout)")
+                   "Pass a trajectory written by `gridflow run` (docs/file-format.md lists its layout)")
     two_d = "y" in f
     dim = 2 if two_d else 1
     series = ["density", *FRAME_FIELDS, "mean", "covariance"]
@@ -421,9 +497,12 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
     kinetic = "kinetic_energy" in f
     series += ["velocity"] if path_flow else []
     series += ["kinetic_energy"] if kinetic else []
+    has_log = isinstance(f.get("log_density"), h5py.Dataset)
+    series += ["log_density"] if has_log else []
     extras = _time_series_names(f)
     try:
         n = min(f[name].shape[0] for name in ("time", *series, *extras))
+        n = _complete_frames(f["time"], n)
         shape = tuple(f[a].shape[0] for a in ("x", "y")[:dim])
         checks = {"density": (n, *shape), "log_target": shape, "log_reference": shape, "mean": (n, dim),
                   "covariance": (n, dim, dim), "x_bnds": (shape[0], 2)}
@@ -431,6 +510,8 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             checks["y_bnds"] = (shape[1], 2)
         if path_flow:
             checks["velocity"] = (n, dim, *shape)
+        if has_log:
+            checks["log_density"] = (n, *shape)
         for name, expect in checks.items():
             got = f[name].shape
             got = (min(got[0], n), *got[1:]) if name in series else got
@@ -452,7 +533,8 @@ def _read(f: h5py.File, path: Path) -> Trajectory:
             mean=get("mean", True), covariance=get("covariance", True),
             velocity=get("velocity", True) if path_flow else None,
             kinetic_energy=get("kinetic_energy", True) if kinetic else None,
-            extra={name: get(name, True) for name in extras}, path=str(path))
+            extra={name: get(name, True) for name in extras}, path=str(path),
+            log_density=get("log_density", True) if has_log else None)
     except TrajectoryFileError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... on damaged files

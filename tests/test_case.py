@@ -106,7 +106,7 @@ def test_minimal_1d_resolves_with_defaults():
         "grid": {"lower": [-5.0], "upper": [5.0], "cells": [100], "boundary": "reflecting"},
         "target": {"kind": "gaussian", "mean": [1.0], "cov": [[2.0]]},
         "initial": {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
-        "flow": {"kind": "wfr", "diffusion": 1.0, "reaction": 1.0},
+        "flow": {"kind": "wfr", "diffusion": 1.0, "reaction": 1.0, "flux": "scharfetter-gummel"},
         "time": {"end": 2.0, "save_every": 0.02, "tolerance": 1e-7},
         "output": {"path": "outputs/min-1d.h5"},
     }

@@ -1,4 +1,4 @@
-"""Trajectory files: layout (SPEC §2), netCDF compatibility, crash safety, error messages."""
+"""Trajectory files: layout (docs/file-format.md), netCDF compatibility, crash safety, error messages."""
 
 from __future__ import annotations
 
