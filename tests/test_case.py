@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -502,8 +503,10 @@ def test_toml_syntax_error_has_line_and_column(tmp_path):
 def test_missing_case_file_names_the_path(tmp_path):
     with pytest.raises(CaseError, match=r"nope\.toml.*does not exist"):
         load_case(tmp_path / "nope.toml")
-    with pytest.raises(CaseError, match="cannot be read"):
+    with pytest.raises(CaseError, match=r"not a regular file \(a directory\)"):
         load_case(tmp_path)
+    with pytest.raises(CaseError, match=r"not a regular file \(a character device\)"):
+        load_case(os.devnull)                   # refused from its type: never read (/dev/zero would not end)
     (tmp_path / "bin.toml").write_bytes(b"name = \"\xff\"")
     with pytest.raises(CaseError, match="UTF-8"):
         load_case(tmp_path / "bin.toml")
