@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import stat
 import sys
 import traceback
 import warnings
@@ -123,21 +122,14 @@ def _seed(value: int | None, option: str = "--seed") -> int | None:
     return value
 
 
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),
                       what: str = "output file") -> Path:
     """Refuse an output path that cannot or must not be written, before any work is done.
 
     Refused (:class:`InputError`): a NUL byte or a component longer than the file system allows;
-    a path that is one of the command's ``inputs``; an existing directory, device, FIFO or socket;
-    an existing file or a directory (the nearest existing one) the user cannot write to.
+    a path that is one of the command's ``inputs``; an existing directory, device, FIFO, socket or
+    write-protected file (:func:`gridflow.h5store.check_output_path`); a new path whose directory
+    (the nearest existing one: missing directories are created) the user cannot write to.
     Returns the path.
     """
     text = os.fspath(path)
@@ -169,13 +161,10 @@ def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.Path
         st = None
     except OSError as exc:
         raise InputError(f"Cannot use the {what} {text} ({exc.strerror}); check the path.") from None
-    if st is not None:
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"The {what} {text} exists and is {_file_kind(st.st_mode)}, not a regular file; "
-                             f"choose a file path.")
-        if not os.access(p, os.W_OK):
-            raise InputError(f"The {what} {text} exists and is write-protected; choose another path or make it "
-                             f"writable.")
+    if st is not None:  # an existing path: the store's own check (devices, FIFOs, directories, write-protected)
+        from gridflow.h5store import check_output_path as check_existing
+
+        check_existing(p, noun=what)
         return p
     parent = p.absolute().parent
     while not parent.exists() and parent != parent.parent:
