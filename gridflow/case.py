@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ import tomli_w
 from gridflow.errors import CaseError, ExpressionError
 
 __all__ = ["load_case", "parse_case", "apply_override", "dumps_case", "case_dim",
-           "FLOW_KINDS", "DISTRIBUTION_KINDS", "SCHEDULE_KINDS", "MAX_CELLS"]
+           "FLOW_KINDS", "DISTRIBUTION_KINDS", "SCHEDULE_KINDS", "MAX_CELLS", "MAX_FRAMES", "MAX_NAME_LENGTH",
+           "MAX_STEPS", "MAX_COORDINATE", "MAX_STIFFNESS", "TIME_RESOLUTION", "BYTES_PER_CELL",
+           "estimate_run_bytes", "available_memory", "check_memory"]
 
 FLOW_KINDS = ("fokker-planck", "fisher-rao", "wfr", "path")
 BOUNDARIES = ("reflecting", "periodic")
@@ -45,6 +48,27 @@ FILE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 MAX_CELLS = 10_000_000
 #: Deepest nesting of mixtures inside mixtures.
 MAX_NESTING = 32
+#: Longest case name (it becomes a file name, with suffixes such as ``-validate-SAMPLER.png``).
+MAX_NAME_LENGTH = 128
+#: Largest case file read (a case is a few kB of TOML).
+MAX_CASE_BYTES = 16 * 2**20
+#: Most saved frames of a run (checked before any list of times is built).
+MAX_FRAMES = 100_000
+#: Most time steps ``time.end / time.max_step`` a run may be forced to take.
+MAX_STEPS = 10_000_000
+#: Largest absolute box coordinate: squared distances and cell volumes must stay finite.
+MAX_COORDINATE = 1e100
+#: Smallest cell width relative to the box coordinates (below it cell centres are not distinct).
+MIN_RELATIVE_CELL = 1e-10
+#: Largest rate x time of the flow (``diffusion * end / h^2``, ``reaction * end``): beyond it the
+#: solver's arithmetic (squares of rates, exponentials of rate x time) is no longer finite.
+MAX_STIFFNESS = 1e100
+#: Smallest separation of saved times, relative to ``max(1, time.end)``: the integrator resolves
+#: times to 1e-12 x max(1, t), so frames closer than 1000 times that are not distinct.
+TIME_RESOLUTION = 1e-9
+#: Memory a run needs per grid cell, in bytes (measured about 230 B in 1D and 2D: some 30
+#: float64 work arrays for the stepper, its error estimate and the diagnostics).
+BYTES_PER_CELL = 256
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -280,6 +304,88 @@ def _check_covariance(c: list[list[float]], path: str) -> None:
             low[i][j] = (c[i][j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
 
 
+def _check_weights(weights: list[float], path: str) -> None:
+    """Mixture weights must normalise in floating point: a finite sum, and no weight negligible to 0."""
+    total = sum(weights)
+    if not math.isfinite(total):
+        raise CaseError(f"{path}: the weights sum to more than {np.finfo(float).max:.3g}, so they cannot be "
+                        f"normalised. Only their ratios matter: divide them all by a common factor, e.g. "
+                        f"weights = [0.5, 0.5].")
+    smallest = min(weights)
+    if smallest / total == 0.0:
+        k = weights.index(smallest)
+        raise CaseError(f"{path}[{k}]: the weight {smallest!r} is below the floating-point resolution of the "
+                        f"total {total:.6g} (its normalised weight is 0). Remove that component or give it a "
+                        f"larger weight.")
+
+
+def _check_box(grid: Mapping) -> None:
+    """The box must be representable: coordinates of magnitude <= MAX_COORDINATE and distinct cell centres."""
+    for i, (lo, hi, n) in enumerate(zip(grid["lower"], grid["upper"], grid["cells"])):
+        big = max(abs(lo), abs(hi))
+        if big > MAX_COORDINATE:
+            key = "grid.lower" if abs(lo) >= abs(hi) else "grid.upper"
+            _fail(f"{key}[{i}]", lo if key == "grid.lower" else hi,
+                  f"a coordinate of magnitude <= {MAX_COORDINATE:g} (the box is too large: squared distances "
+                  f"and cell volumes would overflow)", "Use a smaller box, or rescale the coordinates.")
+        h = (hi - lo) / n
+        if not h >= max(MIN_RELATIVE_CELL * big, 1.0 / MAX_COORDINATE):
+            _fail(f"grid.cells[{i}]", n, f"cells at least {max(MIN_RELATIVE_CELL * big, 1.0 / MAX_COORDINATE):.3g} "
+                  f"wide (found {h:.3g}: the box is too narrow for the size of its coordinates, cell centres "
+                  f"would not be distinct numbers)", "Use fewer cells, a wider box, or coordinates centred near 0.")
+
+
+def _check_times(time: dict) -> None:
+    """Saved times must be resolvable and not too many (counted before any list of times is built)."""
+    end = time["end"]
+    spacing = TIME_RESOLUTION * max(1.0, end)
+    rescale = ("The integrator resolves times to 1e-12 x max(1, t). To simulate a very short time, rescale it: "
+               "multiply the times by c and divide flow.diffusion and flow.reaction by c.")
+    if end < spacing:
+        _fail("time.end", end, f"a final time >= {TIME_RESOLUTION:g}", rescale)
+    if "save_every" in time:
+        every = time["save_every"]
+        frames = end / every
+        if frames > MAX_FRAMES:
+            _fail("time.save_every", every, f"at most {MAX_FRAMES} frames (time.end / save_every = {frames:.3g})",
+                  f"Save less often: save_every >= {end / MAX_FRAMES:.6g}.")
+        if every < spacing:
+            _fail("time.save_every", every, f"an interval >= {spacing:.3g} (= {TIME_RESOLUTION:g} x max(1, time.end))",
+                  rescale)
+    if "save_times" in time:
+        times = time["save_times"]
+        if len(times) > MAX_FRAMES:
+            _fail("time.save_times", times, f"at most {MAX_FRAMES} times", "Save fewer frames.")
+        for i, (a, b) in enumerate(zip([0.0] + times, times)):
+            if 0.0 < b - a < spacing:
+                _fail(f"time.save_times[{i}]", b, f"a time at least {spacing:.3g} after {a!r} (saved times closer "
+                      f"than {TIME_RESOLUTION:g} x max(1, time.end) are not distinct)", "Remove or spread out the times.")
+    if "max_step" in time and end / time["max_step"] > MAX_STEPS:
+        _fail("time.max_step", time["max_step"], f"a step >= time.end / {MAX_STEPS:.0e} = {end / MAX_STEPS:.3g} "
+              f"(at most {MAX_STEPS:.0e} steps)", "Increase max_step or leave it out (steps are chosen adaptively).")
+    if "initial_step" in time and time["initial_step"] < spacing:
+        _fail("time.initial_step", time["initial_step"], f"a step >= {spacing:.3g}",
+              "Leave initial_step out (it is chosen automatically) or make it larger.")
+
+
+def _check_stiffness(flow: Mapping, grid: Mapping, end: float) -> None:
+    """Rates times the run's duration must stay below MAX_STIFFNESS (else the arithmetic is not finite)."""
+    kind = flow["kind"]
+    h = min((hi - lo) / n for lo, hi, n in zip(grid["lower"], grid["upper"], grid["cells"]))
+    if kind in ("fokker-planck", "wfr"):
+        s = flow["diffusion"] * end / (h * h)
+        if not s <= MAX_STIFFNESS:
+            _fail("flow.diffusion", flow["diffusion"], f"diffusion x time.end / h^2 <= {MAX_STIFFNESS:g} (found "
+                  f"{s:.3g} with cells h = {h:.3g} wide: the problem is not finite in floating point)",
+                  "Use a smaller diffusion or a shorter time.end (the flow reaches equilibrium long before).")
+    if kind in ("fisher-rao", "wfr"):
+        s = flow["reaction"] * end
+        if not s <= MAX_STIFFNESS:
+            _fail("flow.reaction", flow["reaction"], f"reaction x time.end <= {MAX_STIFFNESS:g} (found {s:.3g}: the "
+                  f"problem is not finite in floating point)",
+                  "Use a smaller reaction or a shorter time.end (the flow reaches equilibrium long before).")
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -336,6 +442,8 @@ def _distribution(v: Any, path: str, ctx: _Ctx) -> dict:
         elif len(dist["weights"]) != n:
             _fail(_join(path, "weights"), dist["weights"], f"a list of {n} weights (one per component)",
                   "Give one positive weight per entry of components, or leave weights out for equal weights.")
+        else:
+            _check_weights(dist["weights"], _join(path, "weights"))
         dist = {"kind": kind, "weights": dist["weights"], "components": dist["components"]}
     elif kind == "expression":
         from gridflow.expression import parse_expression
@@ -512,6 +620,9 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
         _missing("name", "the case name, used for the output file name", "name = \"my-case\"")
     name = text(pattern=_NAME, what="a non-empty name of letters, digits, '.', '_' and '-' (it becomes a file name)",
                 fix="Replace spaces and other characters by '-', e.g. name = \"bimodal-wfr\".")(raw["name"], "name", ctx)
+    if len(name) > MAX_NAME_LENGTH:
+        _fail("name", name, f"a name of at most {MAX_NAME_LENGTH} characters (it becomes a file name), "
+              f"not {len(name)}", "Use a shorter name.")
     description = text()(raw["description"], "description", ctx) if "description" in raw else ""
 
     # grid first: its dimension is needed by everything else
@@ -529,6 +640,7 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
                   "make upper larger than lower in every dimension.")
         if not math.isfinite(hi - lo):
             _fail(f"grid.upper[{i}]", hi, "a box of finite width", "Use a smaller box.")
+    _check_box(grid)
 
     time = _section(raw, "time", ctx)
     end = time["end"]
@@ -539,6 +651,7 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
               "Remove the saved times after the end of the run or increase time.end.")
     if "save_every" not in time and "save_times" not in time:
         time["save_every"] = end / 100.0
+    _check_times(time)
 
     flow = _section(raw, "flow", ctx)
     need = {"fokker-planck": ("diffusion", flow["diffusion"]), "fisher-rao": ("reaction", flow["reaction"]),
@@ -546,6 +659,7 @@ def _resolve(raw: Any, ctx: _Ctx) -> dict:
     if need is not None and not need[1] > 0.0:
         raise CaseError(f"flow: the {flow['kind']} flow needs {need[0]} > 0, found {need[1]!r}. "
                         f"Set flow.{need[0].split()[0]} to a positive value, e.g. 1.0.")
+    _check_stiffness(flow, grid, end)
 
     target = _distribution(raw["target"], "target", ctx) if "target" in raw else _missing(
         "target", "the target density pi", _SECTION_EXAMPLES["target"])
@@ -668,10 +782,28 @@ def parse_case(source: str | Mapping, *, overrides: Sequence[str] = (), origin: 
         raise CaseError(f"{origin}: the case is nested too deeply; simplify it.") from None
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def load_case(path: str | os.PathLike, *, overrides: Sequence[str] = ()) -> dict:
     """Read a TOML case file, apply ``overrides``, validate and resolve it (see :func:`parse_case`)."""
     p = Path(path)
+    if "\0" in str(p):
+        raise CaseError(f"Case file {str(p)!r}: the path contains a NUL byte; check the path.")
     try:
+        st = p.stat()  # never open a device or a FIFO: reading /dev/zero would not end
+        if not stat.S_ISREG(st.st_mode):
+            raise CaseError(f"Case file {str(p)!r} is not a regular file ({_file_kind(st.st_mode)}); pass the "
+                            f"path of a TOML case file.")
+        if st.st_size > MAX_CASE_BYTES:
+            raise CaseError(f"Case file {str(p)!r} is {st.st_size} bytes long, more than a case file can be "
+                            f"({MAX_CASE_BYTES} bytes); check the path.")
         data = p.read_bytes()
     except FileNotFoundError:
         raise CaseError(f"Case file {str(p)!r} does not exist; check the path (looked for {p.absolute()}).") from None
@@ -684,6 +816,43 @@ def load_case(path: str | os.PathLike, *, overrides: Sequence[str] = ()) -> dict
         raise CaseError(f"Case file {str(p)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                         f"TOML.") from None
     return parse_case(source, overrides=overrides, origin=str(p), base_dir=p.absolute().parent)
+
+
+def estimate_run_bytes(case: Mapping) -> int:
+    """Memory a run of the resolved ``case`` needs, in bytes (:data:`BYTES_PER_CELL` per grid cell)."""
+    return math.prod(case["grid"]["cells"]) * BYTES_PER_CELL
+
+
+def available_memory() -> int | None:
+    """Memory available to a new computation, in bytes (``MemAvailable`` of /proc/meminfo), or None if unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_memory(case: Mapping, *, available: int | None = None) -> None:
+    """Raise :class:`~gridflow.errors.LimitError` if a run of ``case`` needs more memory than is available.
+
+    ``available`` (bytes) defaults to :func:`available_memory`; nothing is checked when it is unknown.
+    The estimate is made from the cell counts alone, before anything is allocated.
+    """
+    from gridflow.errors import LimitError
+
+    available = available_memory() if available is None else available
+    need = estimate_run_bytes(case)
+    if available is not None and need > available:
+        cells = case["grid"]["cells"]
+        raise LimitError(f"The grid of {' x '.join(map(str, cells))} cells needs about {need / 2**30:.3g} GiB of "
+                         f"memory ({BYTES_PER_CELL} bytes per cell), but only {available / 2**30:.3g} GiB are "
+                         f"available. Use fewer grid.cells, or free memory.")
 
 
 def dumps_case(case: Mapping) -> str:

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from gridflow._version import __version__
-from gridflow.errors import GridflowError, InputError
+from gridflow.errors import GridflowError, InputError, LimitError
 
 _default_format_warning = warnings.formatwarning
+
+#: Most samples ``gridflow sample -n`` draws (1e8 points of 2 coordinates are 1.6 GB).
+MAX_SAMPLES = 100_000_000
+#: Most bootstrap replicates of ``compare --bootstrap`` (p-values resolved to 1e-5; each replicate
+#: costs one comparison).
+MAX_BOOTSTRAP = 100_000
+#: Significance level the bootstrap p-value floor 1/(B + 1) is compared with.
+SIGNIFICANCE = 0.05
+#: Most sampler steps (time / step) of one ``validate`` run.
+MAX_SAMPLER_STEPS = 1_000_000
+#: Most particles and replicates of ``validate``.
+MAX_PARTICLES = 10_000_000
+MAX_REPLICATES = 10_000
+#: Largest particle coordinate ``compare`` accepts (squared distances must stay finite).
+MAX_PARTICLE_COORDINATE = 1e100
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="exact iid samples of a saved frame (a ground-truth data set)")
     sample.add_argument("file", help="trajectory file (.h5)")
     sample.add_argument("--time", type=float, required=True, help="a saved time")
-    sample.add_argument("-n", type=int, required=True, help="number of samples")
+    sample.add_argument("-n", required=True, help=f"number of samples (at most {MAX_SAMPLES:.0e})")
     sample.add_argument("--seed", type=int, default=None, help="random seed (reproducible output)")
     sample.add_argument("-o", "--output", required=True, help="samples file (.npz or .h5)")
 
@@ -46,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("samples", help="samples: .npy (N x d), .npz or .h5 (`samples`, optional `weights`)")
     cmp_.add_argument("--time", type=float, required=True, help="a saved time")
     cmp_.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    cmp_.add_argument("--bootstrap", type=int, default=0, help="parametric bootstrap replicates for the p-value")
+    cmp_.add_argument("--bootstrap", default="0",
+                      help=f"parametric bootstrap replicates for the p-value (at most {MAX_BOOTSTRAP:.0e})")
     cmp_.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and MMD subsampling")
 
     plot = sub.add_parser("plot", help="plot density snapshots and diagnostics")
@@ -72,19 +91,116 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# --------------------------------------------------------------------------- argument checks
+
+
+def _count(text: str, *, option: str, maximum: int, minimum: int = 0, reason: str) -> int:
+    """A whole number given on the command line (``1000`` or ``1e6``), in [minimum, maximum].
+
+    Raises :class:`InputError` for anything else and :class:`LimitError` above ``maximum``
+    (``reason`` says why the limit exists).
+    """
+    try:
+        value = float(text) if not str(text).strip().lstrip("+-").isdigit() else int(str(text).strip())
+    except (TypeError, ValueError):
+        raise InputError(f"{option} must be a whole number, got {text!r}.") from None
+    if isinstance(value, float):
+        if not (value == value and abs(value) != float("inf")) or value != int(value):
+            raise InputError(f"{option} must be a whole number, got {text!r}.")
+        value = int(value)
+    if value < minimum:
+        raise InputError(f"{option} must be at least {minimum}, got {text!r}.")
+    if value > maximum:
+        raise LimitError(f"{option} {text} exceeds the limit of {maximum:.0e}: {reason}.")
+    return value
+
+
+def _seed(value: int | None, option: str = "--seed") -> int | None:
+    """A random seed must be a non-negative integer (numpy's seed sequence refuses others)."""
+    if value is not None and value < 0:
+        raise InputError(f"{option} must be a non-negative integer, got {value}; e.g. {option} 1.")
+    return value
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),
+                      what: str = "output file") -> Path:
+    """Refuse an output path that cannot or must not be written, before any work is done.
+
+    Refused (:class:`InputError`): a NUL byte or a component longer than the file system allows;
+    a path that is one of the command's ``inputs``; an existing directory, device, FIFO, socket or
+    write-protected file (:func:`gridflow.h5store.check_output_path`); a new path whose directory
+    (the nearest existing one: missing directories are created) the user cannot write to.
+    Returns the path.
+    """
+    text = os.fspath(path)
+    if not text:
+        raise InputError(f"The {what} path is empty; give a file name.")
+    if "\0" in text:
+        raise InputError(f"The {what} path {text!r} contains a NUL byte; give a plain file name.")
+    p = Path(text)
+    name_max = 255
+    try:
+        name_max = os.pathconf(p.parent if p.parent.exists() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        pass
+    for part in p.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise InputError(f"The {what} path has a component of {len(os.fsencode(part))} bytes, more than the "
+                             f"file system allows ({name_max}); use a shorter name.")
+    for source in inputs:
+        try:
+            same = Path(source).exists() and p.exists() and os.path.samefile(source, p)
+        except OSError:
+            same = False
+        if same or os.path.abspath(source) == os.path.abspath(p):
+            raise InputError(f"The {what} {text} is also an input of this command ({os.fspath(source)}); writing it "
+                             f"would destroy the input. Choose another path with -o.")
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise InputError(f"Cannot use the {what} {text} ({exc.strerror}); check the path.") from None
+    if st is not None:  # an existing path: the store's own check (devices, FIFOs, directories, write-protected)
+        from gridflow.h5store import check_output_path as check_existing
+
+        check_existing(p, noun=what)
+        return p
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"Cannot create the {what} {text}: {parent} is not a directory; choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"Cannot create the {what} {text}: the directory {parent} is not writable; choose another "
+                         f"path or change its permissions.")
+    return p
+
+
+def _printable(text: object) -> str:
+    """``text`` with control and format characters (escape sequences, bidi overrides) shown as escapes."""
+    import unicodedata
+
+    return "".join(c if unicodedata.category(c)[0] != "C" else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") for c in str(text))
+
+
+# --------------------------------------------------------------------------- verbs
+
+
 def _cmd_run(args) -> int:
-    from gridflow.case import load_case
+    from gridflow.case import check_memory, load_case
     from gridflow.runner import run
 
     case = load_case(args.case, overrides=args.overrides)
+    target = Path(args.output if args.output is not None else case["output"]["path"])
+    check_output_path(target, inputs=[args.case], what="trajectory file")
+    check_memory(case)
     progress = not args.quiet and sys.stderr.isatty()
     done_before = False
     if args.resume:
-        from pathlib import Path
-
         from gridflow.trajectory import trajectory_attrs
 
-        target = Path(args.output if args.output is not None else case["output"]["path"])
         done_before = target.exists() and trajectory_attrs(target).get("status") == "complete"
     path = run(case, output=args.output, progress=progress, resume=args.resume)
     if done_before:
@@ -103,15 +219,16 @@ def _cmd_info(args) -> int:
 
 
 def summary(tr) -> str:
-    """A short human-readable summary of a trajectory."""
+    """A short human-readable summary of a trajectory (strings from the file shown without control characters)."""
     g = tr.grid
     case = tr.case
+    name, description = _printable(case.get("name", "")), _printable(case.get("description", ""))
     lines = [
-        f"file:      {tr.path}",
-        f"case:      {case.get('name', '')}" + (f" ({case['description']})" if case.get("description") else ""),
-        f"status:    {tr.status}",
-        f"flow:      {tr.attrs.get('flow', '?')}",
-        f"grid:      {g.dim}D, cells {list(g.cells)}, box {list(g.lower)} .. {list(g.upper)}, {g.boundary}",
+        f"file:      {_printable(tr.path)}",
+        f"case:      {name}" + (f" ({description})" if description else ""),
+        f"status:    {_printable(tr.status)}",
+        f"flow:      {_printable(tr.attrs.get('flow', '?'))}",
+        f"grid:      {g.dim}D, cells {list(g.cells)}, box {list(g.lower)} .. {list(g.upper)}, {_printable(g.boundary)}",
     ]
     if len(tr.time):
         lines += [
@@ -123,7 +240,7 @@ def summary(tr) -> str:
     else:
         lines.append("frames:    none written")
     if tr.attrs.get("warnings"):
-        lines.append(f"warnings:  {tr.attrs['warnings']}")
+        lines.append(f"warnings:  {_printable(tr.attrs['warnings'])}")
     return "\n".join(line for line in lines if not line.endswith(":"))
 
 
@@ -131,15 +248,31 @@ def _cmd_sample(args) -> int:
     from gridflow.sampling import sample_grid_density, save_samples
     from gridflow.trajectory import open_trajectory
 
-    if args.n < 1:
-        raise InputError(f"-n must be a positive number of samples, got {args.n}.")
+    n = _count(args.n, option="-n", minimum=1, maximum=MAX_SAMPLES,
+               reason="the samples are held in memory (8 bytes per coordinate); draw several files with different "
+                      "--seed instead")
+    seed = _seed(args.seed)
+    check_output_path(args.output, inputs=[args.file], what="samples file")
     tr = open_trajectory(args.file)
     i = tr.frame(args.time)
-    samples = sample_grid_density(tr.grid, tr.density[i], args.n, rng=args.seed)
+    samples = sample_grid_density(tr.grid, tr.density[i], n, rng=seed)
     save_samples(args.output, samples, attrs={"source": str(args.file), "time": float(tr.time[i]),
-                                              "seed": -1 if args.seed is None else args.seed})
-    print(f"wrote {args.n} samples of rho(t = {tr.time[i]:g}) to {args.output}", file=sys.stderr)
+                                              "seed": -1 if seed is None else seed})
+    print(f"wrote {n} samples of rho(t = {tr.time[i]:g}) to {_printable(args.output)}", file=sys.stderr)
     return 0
+
+
+def _check_particles(samples) -> None:
+    """Particles so far out that squared distances overflow give no distances: refuse them."""
+    import numpy as np
+
+    x = np.asarray(samples, dtype=float)
+    with np.errstate(invalid="ignore"):
+        far = np.abs(x) > MAX_PARTICLE_COORDINATE
+    if far.any():
+        k = int(np.argmax(far.reshape(len(x), -1).any(axis=1)))
+        raise InputError(f"Particle {k} lies at {x[k].tolist()}, beyond |x| = {MAX_PARTICLE_COORDINATE:g}: distances to "
+                         f"it are not finite numbers. Remove the particles that diverged (or fix the sampler).")
 
 
 def _cmd_compare(args) -> int:
@@ -149,13 +282,31 @@ def _cmd_compare(args) -> int:
     from gridflow.sampling import load_samples
     from gridflow.trajectory import open_trajectory
 
+    bootstrap = _count(args.bootstrap, option="--bootstrap", maximum=MAX_BOOTSTRAP,
+                       reason="each replicate costs one full comparison, and 1e5 replicates already resolve "
+                              "p-values to 1e-5")
+    seed = _seed(args.seed)
     tr = open_trajectory(args.file)
     i = tr.frame(args.time)
     samples, weights = load_samples(args.samples, dim=tr.dim)
-    result = compare(tr.grid, tr.density[i], samples, weights, rng=args.seed, bootstrap=args.bootstrap)
+    _check_particles(samples)
+    result = compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap)
+    bad = [name for name, value in result["distances"].items() if value is None]
+    if bad:
+        raise InputError(f"The distances {', '.join(bad)} between these particles and the density are not finite "
+                         f"numbers (particles too far out, or weights too extreme), so there is no result; check the "
+                         f"samples.")
+    notes = []
+    if bootstrap and 1.0 / (bootstrap + 1) > SIGNIFICANCE:
+        need = int(round(1.0 / SIGNIFICANCE)) - 1
+        notes.append(f"with --bootstrap {bootstrap} the bootstrap p-value is at least 1/(B + 1) = "
+                     f"{1.0 / (bootstrap + 1):.3g} > {SIGNIFICANCE:g}: it cannot reach the {SIGNIFICANCE:g} "
+                     f"significance level; use --bootstrap {need} or more")
     result = {"time": float(tr.time[i]), **result}
+    if notes:
+        result["notes"] = notes
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
         return 0
     print(f"time {result['time']:g}: {result['n_particles']} particles (n = {result['n']:.6g})")
     floors = result.get("noise_floor", {})
@@ -164,61 +315,148 @@ def _cmd_compare(args) -> int:
         extra = f"   (exact samples: ~{floor:.3g})" if isinstance(floor, (int, float)) else ""
         print(f"  {name:14s} {value:.6g}{extra}")
     print(f"p-value {result['p_value']} ({result.get('p_value_method', '')})")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
 def _cmd_plot(args) -> int:
-    from pathlib import Path
-
-    from gridflow.plot import animate_trajectory, plot_trajectory
+    from gridflow.plot import animate_trajectory, check_figure_path, plot_trajectory
     from gridflow.trajectory import open_trajectory
 
-    tr = open_trajectory(args.file)
     out = Path(args.output) if args.output else Path(args.file).with_suffix(".png")
-    if args.animate and not args.animate.lower().endswith(".gif"):
-        raise InputError(f"The animation file {args.animate!r} must end in .gif (it is written as an animated GIF).")
+    check_output_path(out, inputs=[args.file], what="figure file")
+    check_figure_path(out)
+    if args.animate:
+        if not args.animate.lower().endswith(".gif"):
+            raise InputError(f"The animation file {args.animate!r} must end in .gif (it is written as an animated GIF).")
+        check_output_path(args.animate, inputs=[args.file, out], what="animation file")
+    tr = open_trajectory(args.file)
     try:
         plot_trajectory(tr, out)
     except OSError as exc:
         raise InputError(f"Cannot write the figure {out} ({exc}); choose a writable path with -o.") from exc
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {_printable(out)}", file=sys.stderr)
     if args.animate:
         frames = animate_trajectory(tr, args.animate)
-        print(f"wrote {args.animate} ({frames} frames)", file=sys.stderr)
+        print(f"wrote {_printable(args.animate)} ({frames} frames)", file=sys.stderr)
     return 0
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """gridflow's own warnings as one line, without the source line that raised them."""
+    """gridflow's own warnings as one line; other libraries' warnings (numpy, scipy, matplotlib) are not shown."""
     from gridflow.errors import BoundaryMassWarning
 
     if issubclass(category, BoundaryMassWarning):
-        return f"gridflow: warning: {message}\n"
-    return _default_format_warning(message, category, filename, lineno, line)
+        return f"gridflow: warning: {_printable(message)}\n"
+    return ""
+
+
+def _debug_format_warning(message, category, filename, lineno, line=None) -> str:
+    """With --debug every warning is shown, gridflow's as one line."""
+    return _format_warning(message, category, filename, lineno, line) or _default_format_warning(
+        message, category, filename, lineno, line)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at the null device so that the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (e.g. captured)
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 numerical failure, 2 bad input)."""
-    args = _parser().parse_args(argv)
-    warnings.formatwarning = _format_warning  # printing only: recorded warnings are unaffected
+    """Entry point; returns the exit status (0 ok, 1 numerical failure, 2 bad input, 130 interrupted).
+
+    Ctrl-C at any moment (also while modules are imported) is one line and status 130; a closed
+    stdout (``gridflow compare --json | head -c 10``) ends quietly.
+    """
     try:
-        return _dispatch(args)
-    finally:
-        warnings.formatwarning = _default_format_warning
+        args = _parser().parse_args(argv)
+        warnings.formatwarning = _debug_format_warning if args.debug else _format_warning
+        try:
+            status = _dispatch(args)
+            sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
+            return status
+        finally:
+            warnings.formatwarning = _default_format_warning
+    except KeyboardInterrupt:
+        try:
+            print("gridflow: interrupted", file=sys.stderr)
+        except (OSError, KeyboardInterrupt):
+            pass
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
 
 
 def _cmd_validate(args) -> int:
     from gridflow.validation import command
 
+    _validate_limits(args)
     return command(args)
+
+
+def _validate_limits(args) -> None:
+    """Caps on the study size of ``validate``: steps per run, particles, replicates; seeds and output paths."""
+    _seed(args.seed)
+    if not 1 <= args.replicates <= MAX_REPLICATES:
+        raise LimitError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}.")
+    for text in str(args.particles).split(","):
+        if text.strip():
+            _count(text.strip(), option="--particles", minimum=1, maximum=MAX_PARTICLES,
+                   reason="the particles of a run are held in memory")
+    steps = []
+    for text in str(args.step).split(","):
+        try:
+            steps.append(float(text))
+        except ValueError:
+            continue  # the study reports malformed lists itself
+    positive = [h for h in steps if h > 0.0 and h == h and h != float("inf")]
+    case = _validate_case(args)
+    if case is not None:
+        from gridflow.case import check_memory
+
+        check_memory(case)
+    if positive:
+        horizon = args.time if args.time is not None else (case["time"]["end"] if case is not None else None)
+        if horizon is not None and horizon / min(positive) > MAX_SAMPLER_STEPS:
+            raise LimitError(f"--step {min(positive):g} needs {horizon / min(positive):.3g} sampler steps to reach "
+                             f"t = {horizon:g}, more than the limit of {MAX_SAMPLER_STEPS:.0e}; use --step "
+                             f"{horizon / MAX_SAMPLER_STEPS:.3g} or larger.")
+    inputs = [args.case] + ([args.reference] if args.reference else [])
+    for option in ("output", "save", "particles_output"):
+        if getattr(args, option, None):
+            check_output_path(getattr(args, option), inputs=inputs, what=f"--{option.replace('_', '-')} file")
+
+
+def _validate_case(args) -> dict | None:
+    """The resolved case of a ``validate`` command (None when it cannot be read: the study then says why)."""
+    try:
+        path = Path(args.case)
+        if path.suffix.lower() in (".h5", ".hdf5", ".nc"):
+            from gridflow.case import parse_case
+            from gridflow.trajectory import trajectory_attrs
+
+            return parse_case(str(trajectory_attrs(path).get("case", "")), overrides=args.overrides)
+        from gridflow.case import load_case
+
+        return load_case(path, overrides=args.overrides)
+    except (GridflowError, KeyError, TypeError, ValueError, OSError):
+        return None
 
 
 def _cmd_reproduce(args) -> int:
     import time
-    from pathlib import Path
 
     from gridflow.reproduce import REPRODUCTIONS, publish, reproduce
 
+    if "\0" in args.output or (args.publish and "\0" in args.publish):
+        raise InputError("The output directory contains a NUL byte; give a plain directory name.")
     names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
     for name in names:
         start = time.monotonic()
@@ -230,6 +468,11 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
+#: errno values of an OSError that the user's input causes (a path, a permission): exit status 2.
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                errno.EROFS, errno.ELOOP, errno.EEXIST, errno.ENXIO, errno.ETXTBSY}
+
+
 def _dispatch(args) -> int:
     handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot, "sample": _cmd_sample,
                 "compare": _cmd_compare, "reproduce": _cmd_reproduce, "validate": _cmd_validate}
@@ -239,14 +482,32 @@ def _dispatch(args) -> int:
         if args.debug:
             traceback.print_exc()
         kind = "error" if isinstance(exc, InputError) else "numerical failure"
-        print(f"gridflow: {kind}: {exc}", file=sys.stderr)
+        print(f"gridflow: {kind}: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("gridflow: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except OSError as exc:  # a file the command reads or writes
+        if args.debug:
+            traceback.print_exc()
+        where = f" {_printable(exc.filename)}" if exc.filename else ""
+        if exc.errno in _USER_ERRNOS:
+            print(f"gridflow: error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions.",
+                  file=sys.stderr)
+            return 2
+        print(f"gridflow: error: input/output error on{where}: {exc.strerror or exc}.", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("gridflow: error: out of memory; use a smaller problem (fewer grid cells, samples or replicates).",
+              file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug: say so plainly
         if args.debug:
             traceback.print_exc()
-        print(f"gridflow: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
-              f"and please report it)", file=sys.stderr)
+        print(f"gridflow: internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
+              f"traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` without control characters except the newlines a formula error's caret needs."""
+    return "\n".join(_printable(line) for line in str(exc).split("\n"))

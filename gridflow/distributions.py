@@ -43,6 +43,10 @@ def gaussian_log_density(points: np.ndarray, mean: np.ndarray, cov: np.ndarray) 
     return -0.5 * (maha + logdet + mean.size * np.log(2.0 * np.pi))
 
 
+#: A box reaching this far from 0 is large: a log density that is -inf on all its cells has
+#: overflowed there (a box that misses the density would give finite, very negative values).
+LARGE_BOX = 1e8
+
 def log_density(table: Mapping, grid: Grid, *, what: str = "density") -> np.ndarray:
     """Log density of a (resolved) distribution table at the cell centres.
 
@@ -68,17 +72,17 @@ def log_density(table: Mapping, grid: Grid, *, what: str = "density") -> np.ndar
         names = ("x",) if grid.dim == 1 else ("x", "y")
         expr = parse_expression(table["log_density"], variables=names)
         values = np.broadcast_to(expr.evaluate(**dict(zip(names, grid.coordinates))), grid.shape)
-        values = _checked(np.array(values, dtype=float), what, table["log_density"])
+        values = _checked(np.array(values, dtype=float), what, table["log_density"], grid)
         values = normalise(values, grid)
     elif kind == "file":
-        values = _checked(_read_log_density_file(table, grid, what), what, table["path"])
+        values = _checked(_read_log_density_file(table, grid, what), what, table["path"], grid)
         values = normalise(values, grid)
     else:  # validated earlier; defensive
         raise DensityError(f"{what}: unknown distribution kind {kind!r}.")
-    return _checked(np.asarray(values, dtype=float), what, kind)
+    return _checked(np.asarray(values, dtype=float), what, kind, grid)
 
 
-def _checked(values: np.ndarray, what: str, source: str) -> np.ndarray:
+def _checked(values: np.ndarray, what: str, source: str, grid: Grid) -> np.ndarray:
     bad = np.isnan(values) | (values == np.inf)
     if bad.any():
         idx = np.unravel_index(int(np.argmax(bad)), values.shape)
@@ -88,9 +92,16 @@ def _checked(values: np.ndarray, what: str, source: str) -> np.ndarray:
             f"everywhere on the box: fix the formula or data, or shrink the box to where it is defined."
         )
     if not np.isfinite(values).any():
+        reach = max(max(abs(v) for v in grid.lower), max(abs(v) for v in grid.upper))
+        if reach >= LARGE_BOX:  # the values overflowed: the box is too large, not too small
+            fix = (f"the box reaches |x| = {reach:.3g}, where the log density overflows to -inf: shrink the box "
+                   f"to where the density lives")
+        else:
+            fix = "move or enlarge the box to cover where the density lives"
+        name = what if what.endswith("density") else f"{what} density"
         raise DensityError(
-            f"The {what} density ({source}) is zero on every cell of the box, so it cannot be "
-            f"normalised: move or enlarge the box to cover where the density lives."
+            f"The {name} ({source}) is zero on every cell of the box {list(grid.lower)} .. {list(grid.upper)}, "
+            f"so it cannot be normalised: {fix}."
         )
     return values
 

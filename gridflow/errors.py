@@ -47,6 +47,10 @@ class OutputWriteError(TrajectoryFileError):
     exit_code = 1
 
 
+class LimitError(InputError):
+    """A request exceeds a limit of gridflow or of the machine: memory, frames, samples, replicates, steps."""
+
+
 class NumericalError(GridflowError):
     """The solver could not produce a trustworthy result (exit status 1)."""
 

@@ -59,8 +59,30 @@ def _diagnostics(axes, tr) -> None:
     ax_lam.grid(alpha=0.3)
 
 
+def figure_formats() -> list[str]:
+    """File extensions (without the dot) matplotlib can write a figure in."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_figure_path(path: str | os.PathLike) -> None:
+    """Raise :class:`~gridflow.errors.InputError` unless ``path`` ends in an extension matplotlib can write."""
+    from pathlib import Path
+
+    from gridflow.errors import InputError
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = figure_formats()
+    if suffix not in formats:
+        found = f"ends in .{suffix}" if suffix else "has no extension"
+        raise InputError(f"The figure file {os.fspath(path)!r} {found}; the format is chosen by the extension: use "
+                         f"one of {', '.join('.' + f for f in formats)} (e.g. .png).")
+
+
 def plot_trajectory(tr, path: str | os.PathLike, *, snapshots: int = 6) -> None:
-    """Write a figure of ``tr`` (a :class:`~gridflow.trajectory.Trajectory`) to ``path``."""
+    """Write a figure of ``tr`` (a :class:`~gridflow.trajectory.Trajectory`) to ``path`` (format by its extension)."""
+    check_figure_path(path)
     n = len(tr.time)
     idx = _snapshot_indices(n, snapshots) if n else []
     title = f"{_case_name(tr)}{tr.attrs.get('flow', '')} flow — status {tr.status}"

@@ -56,15 +56,20 @@ class Problem:
         else:
             log_reference = _grid_log_density(reference, grid, "tempering reference")
             ref_name = "tempering reference"
-        for name, values in (("target", log_target), (ref_name, log_reference)):
-            if not np.all(np.isfinite(values)):
-                raise DensityError(
-                    f"The {name} is zero on some cells of the box (log density -inf). gridflow needs the "
-                    f"initial density, the tempering reference and the target positive on every cell (the "
-                    f"Fisher–Rao step, the tempering path and the Fokker–Planck flux use their logarithms). "
-                    f"Use a density with full support on the box, e.g. logaddexp(f, -1000) for a formula f.")
         flow = case["flow"]
         kind = flow["kind"]
+        for name, values in (("target", log_target), (ref_name, log_reference)):
+            if not np.all(np.isfinite(values)):
+                needed = ("the initial density, the tempering reference and the target"
+                          if tempering and reference != "initial" else "the initial density and the target")
+                users = {"fokker-planck": ["the Fokker–Planck flux"], "fisher-rao": ["the Fisher–Rao step"],
+                         "wfr": ["the Fisher–Rao step", "the Fokker–Planck flux"], "path": []}[kind]
+                users += ["the tempering path"] if tempering else []
+                raise DensityError(
+                    f"The {name} is zero on some cells of the box (log density -inf). gridflow needs {needed} "
+                    f"positive on every cell ({_and(users)} use{'s' if len(users) == 1 else ''} their "
+                    f"logarithms). Use a density with full support on the box, e.g. logaddexp(f, -1000) for a "
+                    f"formula f.")
         diffusion = float(flow.get("diffusion", 1.0)) if kind in ("fokker-planck", "wfr") else 0.0
         reaction = float(flow.get("reaction", 1.0)) if kind in ("fisher-rao", "wfr") else 0.0
         warns = [
@@ -84,6 +89,11 @@ class Problem:
             warnings=warns,
             flux=flow.get("flux", "scharfetter-gummel"),
         )
+
+
+def _and(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _grid_log_density(table: Mapping, grid: Grid, what: str) -> np.ndarray:

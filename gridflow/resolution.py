@@ -102,10 +102,14 @@ def check_representable(table: Mapping, log_values: np.ndarray, grid: Grid, *, w
     if _analytic(table):
         box_mass = float(np.exp(log_mass))
         if box_mass < MIN_BOX_MASS:
+            if _covers(table, grid):  # the box is large enough: the cells miss the mass
+                fix = (f"The box covers it (mean ± 8 standard deviations), so the cells {list(grid.spacing)} "
+                       f"are too coarse for the midpoint rule: refine [grid] cells.")
+            else:
+                fix = "Move or enlarge the box to cover the distribution (mean ± 8 standard deviations)."
             raise DensityError(
                 f"The box {list(grid.lower)} .. {list(grid.upper)} holds only {box_mass:.3g} of the mass of "
-                f"the {what} ({_describe(table)}): the grid cannot represent a density that lies outside "
-                f"it. Move or enlarge the box to cover the distribution (mean ± 8 standard deviations).")
+                f"the {what} ({_describe(table)}) on its cells. {fix}")
     for comp, name in _leaves(table, what):
         if comp.get("kind") == "expression":
             _check_expression_resolved(comp, grid, name)
@@ -118,6 +122,16 @@ def check_representable(table: Mapping, log_values: np.ndarray, grid: Grid, *, w
                 f"The mass of the {what} ({_describe(table)}) lives on about {cells:.2g} cells: the grid "
                 f"cannot resolve a density this narrow. Refine [grid] cells (several cells across the "
                 f"narrowest feature) or widen the density.")
+
+
+def _covers(table: Mapping, grid: Grid) -> bool:
+    """Whether the box holds mean ± 8 standard deviations of every Gaussian of ``table``."""
+    for comp, _ in _components(table, ""):
+        sd = np.sqrt(np.diag(np.asarray(comp["cov"], dtype=float)))
+        mean = np.asarray(comp["mean"], dtype=float)
+        if np.any(mean - 8 * sd < np.asarray(grid.lower)) or np.any(mean + 8 * sd > np.asarray(grid.upper)):
+            return False
+    return True
 
 
 def _leaves(table: Mapping, what: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflow.case import apply_override, case_dim, dumps_case, load_case, parse_case
-from gridflow.errors import CaseError, ExpressionError
+from gridflow.case import (MAX_FRAMES, TIME_RESOLUTION, apply_override, case_dim, check_memory, dumps_case,
+                           estimate_run_bytes, load_case, parse_case)
+from gridflow.errors import CaseError, ExpressionError, LimitError
 
 DATA = Path(__file__).parent / "data" / "cases"
 try:
@@ -501,8 +503,10 @@ def test_toml_syntax_error_has_line_and_column(tmp_path):
 def test_missing_case_file_names_the_path(tmp_path):
     with pytest.raises(CaseError, match=r"nope\.toml.*does not exist"):
         load_case(tmp_path / "nope.toml")
-    with pytest.raises(CaseError, match="cannot be read"):
+    with pytest.raises(CaseError, match=r"not a regular file \(a directory\)"):
         load_case(tmp_path)
+    with pytest.raises(CaseError, match=r"not a regular file \(a character device\)"):
+        load_case(os.devnull)                   # refused from its type: never read (/dev/zero would not end)
     (tmp_path / "bin.toml").write_bytes(b"name = \"\xff\"")
     with pytest.raises(CaseError, match="UTF-8"):
         load_case(tmp_path / "bin.toml")
@@ -593,7 +597,12 @@ def valid_cases(draw) -> dict:
     elif save == "times":
         fractions = sorted(draw(st.lists(st.floats(0, 1), min_size=1, max_size=6, unique=True)))
         times = [end * f for f in fractions]
-        time["save_times"] = [t for i, t in enumerate(times) if i == 0 or t > times[i - 1]]
+        gap = TIME_RESOLUTION * max(1.0, end)  # saved times closer than this are refused
+        kept: list[float] = []
+        for t in times:
+            if t == 0.0 or t - (kept[-1] if kept else 0.0) >= gap:
+                kept.append(t)
+        time["save_times"] = kept or [0.0]
     for key, strategy in (("tolerance", st.floats(1e-12, 0.1)), ("max_step", POSITIVE), ("initial_step", POSITIVE)):
         if draw(st.booleans()):
             time[key] = draw(strategy)
@@ -746,3 +755,91 @@ def test_an_override_replaces_its_alternative():
     base["time"] = {"end": 1.0, "save_times": [0.0, 1.0]}
     case = parse_case(base, overrides=["time.save_every=0.25"])
     assert case["time"]["save_every"] == 0.25 and "save_times" not in case["time"]
+
+
+# Limits: values a float can hold but the solver cannot use are refused up front (issue 9) ------------
+
+
+@pytest.mark.parametrize("override, expect", [
+    # diffusion x end / h^2 = 1e308 x 2 / 0.01 overflows: not a finite problem
+    ("flow.diffusion=1e308", ["flow.diffusion", "not finite", "1e+100"]),
+    ("flow.reaction=1e300", ["flow.reaction", "not finite"]),
+    # below the integrator's time resolution (1e-12 x max(1, t)) no frame is distinct from t = 0
+    ("time.end=5e-324", ["time.end", ">= 1e-09", "rescale"]),
+    ("time.end=1e-300", ["time.end", ">= 1e-09"]),
+    # 2e9 frames: refused from end / save_every alone, before any list of times exists
+    ("time.save_every=1e-9", ["time.save_every", f"at most {MAX_FRAMES} frames", "save_every >= 2e-05"]),
+    ("time.save_times=[0.0, 1e-12, 1.0]", ["time.save_times[1]", "not distinct"]),
+    ("time.max_step=1e-300", ["time.max_step", "at most 1e+07 steps"]),
+    ("time.initial_step=1e-300", ["time.initial_step", ">= 2e-09"]),
+    ("name=\"" + "a" * 5000 + "\"", ["name:", "at most 128 characters", "not 5000"]),
+    ("grid.lower=[-1e200]", ["grid.lower[0]", "too large"]),
+    ("grid.upper=[1e101]", ["grid.upper[0]", "too large"]),
+])
+def test_values_beyond_the_solvers_range_are_refused(override, expect):
+    with pytest.raises(CaseError) as err:
+        parse_case(MIN_1D, overrides=[override])
+    message = str(err.value)
+    assert "\n" not in message
+    for part in expect:
+        assert part in message, (part, message)
+
+
+def _min_1d() -> dict:
+    return tomllib.loads(MIN_1D)
+
+
+def test_save_every_at_the_frame_limit_is_accepted_and_one_above_is_not():
+    end = 2.0
+    assert parse_case(MIN_1D, overrides=[f"time.save_every={end / MAX_FRAMES!r}"])["time"]["save_every"] == end / MAX_FRAMES
+    with pytest.raises(CaseError, match="frames"):
+        parse_case(MIN_1D, overrides=[f"time.save_every={end / (MAX_FRAMES + 1)!r}"])
+
+
+def test_cells_that_are_not_distinct_numbers_are_refused():
+    # cells 1e-6 wide at coordinate 1e6: 1e-12 relative, below the 1e-10 the centres need
+    raw = {**_min_1d(), "grid": {"lower": [1e6], "upper": [1e6 + 1e-3], "cells": [1000]},
+           "initial": {"kind": "gaussian", "mean": [1e6], "cov": [[1e-8]]},
+           "target": {"kind": "gaussian", "mean": [1e6], "cov": [[1e-8]]}}
+    with pytest.raises(CaseError, match=r"grid.cells\[0\].*not be distinct"):
+        parse_case(raw)
+
+
+@pytest.mark.parametrize("weights, expect", [
+    ([1e308, 1e308], ["target.weights", "sum to more than", "common factor"]),
+    ([1e-320, 1e10], ["target.weights[0]", "normalised weight is 0"]),
+])
+def test_mixture_weights_that_cannot_be_normalised_are_refused(weights, expect):
+    raw = {**_min_1d(), "target": {"kind": "mixture", "weights": weights,
+                                "components": [_min_1d()["initial"], _min_1d()["target"]]}}
+    with pytest.raises(CaseError) as err:
+        parse_case(raw)
+    for part in expect:
+        assert part in str(err.value)
+
+
+def test_mixture_weights_of_extreme_ratio_give_the_heavy_component():
+    import numpy as np
+
+    from gridflow.distributions import log_density
+    from gridflow.grid import Grid
+
+    raw = {**_min_1d(), "target": {"kind": "mixture", "weights": [1, 1e300],
+                                "components": [_min_1d()["initial"], _min_1d()["target"]]}}
+    case = parse_case(raw)
+    grid = Grid([-5.0], [5.0], [100])
+    mixed = log_density(case["target"], grid)
+    heavy = log_density(parse_case(MIN_1D)["target"], grid)
+    # weight 1e-300 of the light component changes log rho by at most log(1 + 1e-300 * ratio) ~ 0
+    assert np.all(np.isfinite(mixed))
+    np.testing.assert_allclose(mixed, heavy, rtol=0, atol=1e-12)
+
+
+def test_memory_estimate_is_checked_before_allocating():
+    case = parse_case(MIN_1D, overrides=["grid.cells=[1000000]"])
+    need = estimate_run_bytes(case)
+    assert need == 1_000_000 * 256
+    check_memory(case, available=need)          # exactly enough
+    with pytest.raises(LimitError) as err:
+        check_memory(case, available=need - 1)
+    assert "1000000 cells" in str(err.value) and "fewer grid.cells" in str(err.value)

@@ -181,3 +181,296 @@ def test_python_m_gridflow_is_the_console_script(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "missing.toml" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "gridflow", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "run" in proc.stdout
+
+
+# --------------------------------------------------------------------------- issue 9: no input ends in an internal error
+
+
+def _one_error_line(err: str) -> str:
+    """The single 'gridflow: error: ...' line of a refused command (no traceback, nothing else)."""
+    lines = err.strip().split("\n")
+    assert len(lines) == 1 and lines[0].startswith("gridflow: error: "), err
+    assert "Traceback" not in err and "internal error" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("override, phrase", [
+    ("flow.diffusion=1e308", "flow.diffusion"),
+    ("time.end=5e-324", "time.end"),
+    ("time.end=1e-200", "time.end"),
+    ("name=\"" + "n" * 5000 + "\"", "at most 128 characters"),
+    ("time.save_every=1e-9", "at most 100000 frames"),
+    ("target.weights=[1e308, 1e308]", "target.weights"),
+    ("output.path=\"a\\u0000b.h5\"", "NUL byte"),
+])
+def test_case_values_beyond_range_exit_2_in_one_line(tmp_path, capsys, override, phrase):
+    case = _write(tmp_path, GOOD)
+    before = sorted(os.listdir(tmp_path))
+    assert main(["run", str(case), "-q", "--set", override]) == 2
+    assert phrase in _one_error_line(capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == before      # no stray file (e.g. 'a' cut at the NUL byte)
+
+
+def test_save_every_cap_is_checked_before_any_list_is_built(tmp_path, capsys, monkeypatch):
+    import gridflow.solver
+
+    def never(*args, **kwargs):
+        raise AssertionError("save_times was called")
+
+    monkeypatch.setattr(gridflow.solver, "save_times", never)
+    case = _write(tmp_path, GOOD)
+    assert main(["run", str(case), "-q", "--set", "time.save_every=1e-12"]) == 2
+    assert "save_every >= 1e-05" in _one_error_line(capsys.readouterr().err)
+
+
+def test_nul_byte_in_output_option_leaves_no_file(tmp_path, capsys):
+    case = _write(tmp_path, GOOD)
+    before = sorted(os.listdir(tmp_path))
+    assert main(["run", str(case), "-q", "-o", str(tmp_path / "x\0y.h5")]) == 2
+    assert "NUL byte" in _one_error_line(capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any directory")
+def test_output_directory_not_writable(tmp_path, capsys):
+    case = _write(tmp_path, GOOD)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert main(["run", str(case), "-q", "-o", str(locked / "out.h5")]) == 2
+    finally:
+        locked.chmod(0o755)
+    assert "not writable" in _one_error_line(capsys.readouterr().err)
+    assert not (locked / "out.h5").exists()
+
+
+def test_output_directory_not_writable_as_the_os_reports_it(tmp_path, capsys, monkeypatch):
+    # the same check as above, with the permission decision taken from os.access (root passes every test)
+    case = _write(tmp_path, GOOD)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    assert main(["run", str(case), "-q", "-o", str(locked / "sub" / "out.h5")]) == 2
+    assert f"the directory {locked} is not writable" in _one_error_line(capsys.readouterr().err)
+    assert list(locked.iterdir()) == []
+
+
+def test_output_that_is_a_directory_or_device_is_refused(tmp_path, capsys):
+    case = _write(tmp_path, GOOD)
+    for out, phrase in ((tmp_path, "a directory"), (Path(os.devnull), "a character device")):
+        assert main(["run", str(case), "-q", "-o", str(out)]) == 2
+        assert phrase in _one_error_line(capsys.readouterr().err)
+    assert Path(os.devnull).is_char_device()
+
+
+def test_memory_estimate_above_available_ram_is_refused(tmp_path, capsys, monkeypatch):
+    import gridflow.case
+
+    monkeypatch.setattr(gridflow.case, "available_memory", lambda: 10 * 2**20)  # 10 MiB free
+    case = _write(tmp_path, GOOD)
+    out = tmp_path / "big.h5"
+    # 300 x 300 cells x 256 bytes = 22 MiB > 10 MiB
+    assert main(["run", str(case), "-q", "-o", str(out), "--set", "grid.lower=[-8.0, -8.0]", "--set",
+                 "grid.upper=[10.0, 10.0]", "--set", "grid.cells=[300, 300]", "--set", "initial.mean=[0.0, 0.0]",
+                 "--set", "initial.cov=[[1.0, 0.0], [0.0, 1.0]]", "--set",
+                 'target={kind="gaussian", mean=[1.0, 0.0], cov=[[1.0, 0.0], [0.0, 1.0]]}']) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "300 x 300 cells" in line and "0.0215 GiB" in line and not out.exists()
+
+
+@pytest.fixture
+def normal_samples(tmp_path):
+    path = tmp_path / "normal.npy"
+    np.save(path, np.random.default_rng(1).normal(size=(300, 1)))
+    return path
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["sample", "{run}", "--time", "1", "-n", "10", "--seed", "-1", "-o", "{tmp}/s.npz"], "--seed must be a non-negative"),
+    (["compare", "{run}", "{samples}", "--time", "1", "--seed", "-5"], "--seed must be a non-negative"),
+    (["sample", "{run}", "--time", "1", "-n", "1e10", "-o", "{tmp}/s.npz"], "exceeds the limit of 1e+08"),
+    (["sample", "{run}", "--time", "1", "-n", "2.5", "-o", "{tmp}/s.npz"], "whole number"),
+    (["compare", "{run}", "{samples}", "--time", "1", "--bootstrap", "1e9"], "exceeds the limit of 1e+05"),
+    (["validate", "{case}", "--sampler", "bdl", "--step", "0.1,1e-12", "-q"], "1e+12 sampler steps"),
+    (["plot", "{run}", "-o", "{tmp}/x.unknownext"], "use one of"),
+    (["run", os.devnull], "not a regular file (a character device)"),
+])
+def test_cli_arguments_beyond_range_exit_2_in_one_line(tmp_path, good_run, normal_samples, capsys, argv, phrase):
+    case = _write(tmp_path, GOOD)
+    argv = [a.format(run=good_run, tmp=tmp_path, samples=normal_samples, case=case) for a in argv]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert phrase in line
+    if argv[0] == "plot":
+        assert ".png" in line and ".svg" in line and ".pdf" in line
+    assert not (tmp_path / "s.npz").exists() and not (tmp_path / "x.unknownext").exists()
+
+
+def test_sample_output_that_is_its_input_is_refused(tmp_path, good_run, capsys):
+    data = good_run.read_bytes()
+    for out in (good_run, tmp_path / "." / good_run.name):
+        assert main(["sample", str(good_run), "--time", "1", "-n", "10", "-o", str(out)]) == 2
+        assert "also an input" in _one_error_line(capsys.readouterr().err)
+    assert good_run.read_bytes() == data
+
+
+def test_plot_output_that_is_its_input_is_refused(tmp_path, good_run, capsys):
+    data = good_run.read_bytes()
+    assert main(["plot", str(good_run), "-o", str(good_run)]) == 2
+    assert "also an input" in _one_error_line(capsys.readouterr().err)
+    assert good_run.read_bytes() == data
+
+
+def test_compare_with_a_diverged_particle_is_not_a_result(tmp_path, good_run, capsys):
+    far = tmp_path / "far.npy"
+    np.save(far, np.array([[0.0], [1.0], [1e300], [2.0]]))
+    assert main(["compare", str(good_run), str(far), "--time", "1", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Particle 2" in _one_error_line(captured.err)
+
+
+@pytest.mark.parametrize("replicates, note", [(9, True), (19, False)])
+def test_bootstrap_p_value_floor_is_noted(good_run, normal_samples, capsys, replicates, note):
+    # the bootstrap p-value is (1 + #{null >= observed}) / (B + 1) >= 1/(B + 1): 0.1 for B = 9, 0.05 for B = 19
+    assert main(["compare", str(good_run), str(normal_samples), "--time", "1", "--bootstrap", str(replicates)]) == 0
+    out = capsys.readouterr().out
+    assert ("note: with --bootstrap 9 the bootstrap p-value is at least 1/(B + 1) = 0.1 > 0.05" in out) == note
+    assert main(["compare", str(good_run), str(normal_samples), "--time", "1", "--json",
+                 "--bootstrap", str(replicates)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert ("notes" in result) == note
+    assert result["p_values"]["bootstrap_w2"] >= 1.0 / (replicates + 1)
+
+
+def test_info_strips_control_characters(tmp_path, capsys):
+    description = "red \x1b[31mALERT\x1b[0m \u202eevil\rover"
+    case = _write(tmp_path, GOOD.replace('name = "cli"', f'name = "cli"\ndescription = {json.dumps(description)}'))
+    out = tmp_path / "ctl.h5"
+    assert main(["run", str(case), "-q", "-o", str(out), "--set", "grid.cells=[100]"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    assert "red \\x1b[31mALERT\\x1b[0m \\u202eevil\\x0dover" in text
+
+
+NOISY_VERB = """
+import sys, warnings
+import numpy as np
+import gridflow.cli as cli
+from gridflow.errors import BoundaryMassWarning
+
+def noisy(args):
+    np.log(np.zeros(1))                                   # numpy: RuntimeWarning, divide by zero
+    warnings.warn("deprecated thing", DeprecationWarning)
+    warnings.warn("old API", FutureWarning)
+    warnings.warn("the box truncates it", BoundaryMassWarning)
+    return 0
+
+cli._cmd_info = noisy
+sys.exit(cli.main(["info", "whatever.h5"] + sys.argv[1:]))
+"""
+
+
+def test_library_warnings_do_not_reach_stderr():
+    # a subprocess: pytest records warnings itself, so only a real process shows what reaches stderr
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", NOISY_VERB], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "gridflow: warning: the box truncates it\n", proc.stderr
+
+
+def test_ctrl_c_anywhere_in_main_is_one_line(monkeypatch, capsys):
+    import gridflow.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)       # as if Ctrl-C came while the verbs' modules import
+    assert main(["info", "x.h5"]) == 130
+    assert capsys.readouterr().err == "gridflow: interrupted\n"
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_cmd_info", interrupted)
+    assert main(["info", "x.h5"]) == 130
+    assert capsys.readouterr().err == "gridflow: interrupted\n"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_sigint_to_a_running_command_is_one_line_and_130(tmp_path, delay):
+    import signal
+    import time
+
+    case = _write(tmp_path, GOOD.replace("end = 1.0", "end = 200.0").replace("save_every = 0.25", "save_every = 2.0"))
+    code = ("import sys, gridflow.cli as c; print('ready', flush=True); "
+            f"sys.exit(c.main(['run', {str(case)!r}, '-q', '-o', {str(tmp_path / 'out.h5')!r}]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "gridflow: interrupted\n", (proc.returncode, err)
+
+
+def test_closed_stdout_ends_quietly(tmp_path, good_run, normal_samples):
+    proc = subprocess.Popen([sys.executable, "-m", "gridflow", "compare", str(good_run), str(normal_samples),
+                             "--time", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                                     # the reader went away (`| head -c 0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1) and err == ""
+    shell = subprocess.run(f"{sys.executable} -m gridflow compare {good_run} {normal_samples} --time 1 --json "
+                           f"| head -c 10", shell=True, capture_output=True, text=True, timeout=120)
+    assert shell.stdout == '{"time": 1' and shell.stderr == ""
+
+
+# --------------------------------------------------------------------------- messages name the right cause
+
+HALF_LINE = "where(x < 0, -x**2/2, log(0*x))"   # zero density on x > 0
+
+
+@pytest.mark.parametrize("extra, mentions_reference", [
+    ([], False),                                                          # no tempering at all
+    (["tempering={schedule={kind=\"linear\", duration=1.0}}"], False),     # tempering from the initial density
+    (["tempering={reference={kind=\"gaussian\", mean=[0.0], cov=[[2.0]]}, schedule={kind=\"linear\", duration=1.0}}"],
+     True),
+])
+def test_zero_target_message_names_the_reference_only_when_there_is_one(tmp_path, capsys, extra, mentions_reference):
+    case = _write(tmp_path, GOOD.replace("[tempering]\nschedule = { kind = \"linear\", duration = 1.0 }\n", ""))
+    argv = ["run", str(case), "-q", "-o", str(tmp_path / "z.h5"), "--set",
+            f"target={{kind=\"expression\", log_density=\"{HALF_LINE}\"}}"]
+    for item in extra:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "The target is zero on some cells" in line
+    assert ("tempering reference" in line) == mentions_reference
+    assert ("the tempering path" in line) == bool(extra)
+
+
+@pytest.mark.parametrize("box, formula, cause", [
+    ("1e100", "-x**4", "shrink the box"),         # x**4 overflows at the cell centres: the box is too big
+    ("8.0", "log(0*x)", "enlarge the box"),       # zero everywhere on a small box: it misses the density
+])
+def test_zero_everywhere_message_blames_the_box_size_by_condition(tmp_path, capsys, box, formula, cause):
+    case = _write(tmp_path, GOOD)
+    assert main(["run", str(case), "-q", "-o", str(tmp_path / "z.h5"), "--set", f"grid.lower=[-{box}]",
+                 "--set", f"grid.upper=[{box}]", "--set", f"initial={{kind=\"expression\", log_density=\"{formula}\"}}"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert cause in line and "density density" not in line
+    assert ("enlarge" in line) == (cause == "enlarge the box")
+
+
+def test_box_mass_message_says_refine_when_the_box_covers_the_density():
+    from gridflow.errors import DensityError
+    from gridflow.grid import Grid
+    from gridflow.resolution import check_representable
+
+    grid = Grid([-10.0], [10.0], [200])
+    table = {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]}
+    low = np.full(grid.shape, np.log(0.3 / 20.0))        # cell values holding mass 0.3 < MIN_BOX_MASS
+    with pytest.raises(DensityError) as err:
+        check_representable(table, low, grid, what="target")
+    assert "refine [grid] cells" in str(err.value) and "enlarge" not in str(err.value)
+    shifted = {"kind": "gaussian", "mean": [9.0], "cov": [[1.0]]}  # mean + 8 sd leaves the box
+    with pytest.raises(DensityError, match="enlarge the box"):
+        check_representable(shifted, low, grid, what="target")
