@@ -1,4 +1,4 @@
-"""Case files: read, override, validate and resolve (SPEC §1).
+"""Case files: read, override, validate and resolve (docs/conventions.md).
 
 A case file is TOML.  :func:`load_case` reads one, applies ``--set`` overrides to the raw
 tables, validates everything and returns the *resolved* case: a plain nested dict (only

@@ -84,7 +84,7 @@ def moments(log_rho: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 def frame_diagnostics(log_rho: np.ndarray, grid: Grid, *, log_target: np.ndarray,
                       log_tempered: np.ndarray) -> dict:
-    """All per-frame diagnostics of SPEC §2 (``mass``, ``kl``, ``kl_tempered``,
+    """All per-frame diagnostics of docs/file-format.md (``mass``, ``kl``, ``kl_tempered``,
     ``fisher_information`` w.r.t. the current tempered target, ``mean``, ``covariance``)."""
     mean, cov = moments(log_rho, grid)
     return {

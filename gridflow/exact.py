@@ -1,4 +1,4 @@
-r"""Exact reference solutions for verifying the grid solver (NUMERICS §5).
+r"""Exact reference solutions for verifying the grid solver (docs/numerics.md, verification).
 
 Notation: target pi, tempering reference pi_0, geometric path
 pi_lambda ∝ pi_0^{1-lambda} pi^lambda, schedule lambda(t) ∈ [0, 1], weights
@@ -440,6 +440,6 @@ REFERENCE_KL_TABLE = {
     ("fisher-rao", True): [(0.49131, 1e-5), (0.46217, 1e-5), (0.33647, 1e-5), (0.03813, 1e-5)],
     ("wfr", True): [(0.48027, 1e-5), (0.44274, 1e-5), (0.30931, 1e-5), (0.01987, 1e-5)],
 }
-"""The published KL table of NUMERICS §5: KL(rho_t || N(1, 5)) from N(0, 1), unit weights, at
+"""The published KL table of docs/numerics.md, verification: KL(rho_t || N(1, 5)) from N(0, 1), unit weights, at
 :data:`REFERENCE_KL_TIMES`, keyed by (flow, tempered with lambda = min(t/10, 1)); each entry is
 (value as printed, one unit of its last printed digit)."""

@@ -1,7 +1,7 @@
 r"""Scharfetter–Gummel finite volumes for the Fokker–Planck equation.
 
 Discretises :math:`\partial_t\rho = a\,\nabla\cdot(\nabla\rho + \rho\nabla V)` on a uniform
-cell-centred grid with the exponentially fitted two-point flux (NUMERICS §2)
+cell-centred grid with the exponentially fitted two-point flux (docs/numerics.md, space)
 
 .. math:: F_{i+1/2} = \frac{a}{h}\big[B(\Delta V)\rho_i - B(-\Delta V)\rho_{i+1}\big],
           \qquad B(z) = \frac{z}{e^z - 1},\ \Delta V = V_{i+1} - V_i,

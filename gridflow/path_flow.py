@@ -6,7 +6,7 @@ log pi_lambda = log pi_0 + lambda T - A(lambda), T = log pi - log pi_0, so
 .. math::  \partial_t \rho = \lambda'(t)\, \rho\, (T - E_\rho T).
 
 The velocity of least kinetic energy that carries the path is a gradient, v = grad phi,
-with div(rho grad phi) = -d_t rho and zero flux through reflecting walls (SPEC §1, NUMERICS §7).
+with div(rho grad phi) = -d_t rho and zero flux through reflecting walls (docs/conventions.md; docs/numerics.md).
 Everything is linear in lambda', so :func:`unit_velocity` computes the field u for
 lambda' = 1 and :func:`path_velocity` scales it: v_t = lambda' u, ||v_t||^2 = lambda'^2 ∫ rho |u|^2.
 

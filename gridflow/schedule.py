@@ -1,11 +1,11 @@
 r"""Tempering schedules lambda(t) for the geometric path pi_lambda ∝ pi_0^(1-lambda) pi^lambda.
 
 Explicit schedules are functions of time.  Besides ``value(t)`` each gives the
-exponentially weighted integral the exact Fisher–Rao step needs (NUMERICS §4),
+exponentially weighted integral the exact Fisher–Rao step needs (docs/numerics.md, Fisher–Rao),
 
 .. math::  w(t, \Delta t; b) = \int_0^{\Delta t} b\, e^{-b(\Delta t - s)} \lambda(t + s)\, ds,
 
-in closed form.  Adaptive schedules (NUMERICS §6) are driven by the current density and
+in closed form.  Adaptive schedules (docs/numerics.md, adaptive schedules) are driven by the current density and
 are integrated as an ODE by the stepper; they only provide the rate ``d lambda / dt``.
 """
 
@@ -210,7 +210,7 @@ ADAPTIVE_RULES = ("ess", "constant-rate", "gradient-flow")
 
 @dataclass(frozen=True)
 class Adaptive(Schedule):
-    """lambda driven by the current density (NUMERICS §6), lambda(0) = 0, capped at 1.
+    """lambda driven by the current density (docs/numerics.md, adaptive schedules), lambda(0) = 0, capped at 1.
 
     ``rule`` gives d lambda/dt from the variance ``v`` of T = log pi - log pi_0:
     ``ess``: v^{-1/2}; ``constant-rate``: 1/((1-lambda) v); ``gradient-flow``: (1-lambda) v;

@@ -1,4 +1,4 @@
-"""Case files (SPEC §1): resolution, defaults, overrides, rejection of bad input, round trips."""
+"""Case files (docs/conventions.md): resolution, defaults, overrides, rejection of bad input, round trips."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Acceptance: Gaussian exact solutions (NUMERICS §5) for W, FR and WFR, untempered and
+"""Acceptance: Gaussian exact solutions (docs/numerics.md, verification) for W, FR and WFR, untempered and
 tempered (linear, exponential), in 1D and 2D: L1 error bounds and the measured spatial order."""
 
 from __future__ import annotations

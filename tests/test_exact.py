@@ -1,4 +1,4 @@
-"""The exact oracle (NUMERICS §5): Gaussian moment ODEs, the Fisher–Rao exponent J, Gaussian KL."""
+"""The exact oracle (docs/numerics.md, verification): Gaussian moment ODEs, the Fisher–Rao exponent J, Gaussian KL."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def test_fr_moments_follow_exponent(case, b, sched):
         np.testing.assert_allclose(c[k], cj, rtol=0, atol=1e-9)
 
 
-# ---------------------------------------------------------------- NUMERICS §5 reference table
+# ---------------------------------------------------------------- published reference table
 
 # (printed value, allowed abs error = half a unit of the last printed digit)
 # t = 1 of tempered FR: the exact value is 0.491304783 (FR is closed form: rho_1 = pi_J, J = e^{-1}/10), which

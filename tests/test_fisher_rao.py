@@ -1,4 +1,4 @@
-"""The Fisher–Rao flow on the grid against its closed form rho_t = pi_{J(t)} (NUMERICS §5)."""
+"""The Fisher–Rao flow on the grid against its closed form rho_t = pi_{J(t)} (docs/numerics.md, verification)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The minimal-kinetic-energy velocity of the prescribed tempering path (SPEC §1 `path` flow, NUMERICS §7).
+"""The minimal-kinetic-energy velocity of the prescribed tempering path (docs/conventions.md; docs/numerics.md).
 
 Exact references: along the geometric path between two Gaussians every pi_lambda is Gaussian,
 N(m(l), C(l)), and the gradient field of least kinetic energy is affine,
@@ -48,7 +48,7 @@ def gaussian_exact(lam, m0, c0, m1, c1):
 
 
 def teleport_path(m: float, h: float, margin: float = 30.0) -> TemperedPath:
-    """rho_0 ∝ e^-|x|, rho_1 ∝ e^(-2 min(|x|, |x - m|)) on [-margin, m + margin] (NUMERICS §7)."""
+    """rho_0 ∝ e^-|x|, rho_1 ∝ e^(-2 min(|x|, |x - m|)) on [-margin, m + margin] (docs/numerics.md)."""
     lo, hi = -margin, m + margin
     grid = Grid((lo,), (hi,), (int(round((hi - lo) / h)),))
     x = grid.axes[0]

@@ -1,4 +1,4 @@
-"""Acceptance: the reference KL table of NUMERICS §5 reproduced on the grid to the digits given.
+"""Acceptance: the reference KL table of docs/numerics.md, verification reproduced on the grid to the digits given.
 
 mu_0 = pi_0 = N(0, 1), pi = N(1, 5) (variance 5), lambda = min(t/10, 1), unit weights.
 Each entry is checked to one unit in its last printed digit ("~0": below 1e-9).  Rounding the

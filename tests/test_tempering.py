@@ -1,4 +1,4 @@
-"""Tempering never speeds up the Fisher–Rao flow (NUMERICS §5; Crucinio & Pathiraja):
+"""Tempering never speeds up the Fisher–Rao flow (docs/numerics.md, verification; Crucinio & Pathiraja):
 with pi_0 = rho_0 the tempered run has rho_t = pi_{J(t)} with J(t) <= 1 - e^{-t}, and
 KL(pi_J || pi) decreases in J, so its KL is never below the untempered run's."""
 
