@@ -551,7 +551,7 @@ def _check_schedule_range(schedule: Mapping, path: str, end: float) -> None:
     bad = ~np.isfinite(lam) | (lam < 0.0) | (lam > 1.0)
     if bad.any():
         k = int(np.argmax(bad))
-        raise CaseError(f"{path}.lambda: the formula gives lambda({t[k]:.6g}) = {lam[k]!r}, outside [0, 1] "
+        raise CaseError(f"{path}.lambda: the formula gives lambda({t[k]:.6g}) = {float(lam[k])!r}, outside [0, 1] "
                         f"(checked on [0, time.end = {end:g}]). Write a formula with values in [0, 1], e.g. "
                         f"\"1 - exp(-t/5)\" or \"minimum(t/5, 1)\".")
 

@@ -282,7 +282,7 @@ class _Parser:
 
     def _fail(self, message: str, column: int, width: int = 1) -> NoReturn:
         raise ExpressionError(
-            f"Invalid log_density formula: {message}. {self._allowed()}\n{_pointer(self.text, column, width)}"
+            f"Invalid formula: {message}. {self._allowed()}\n{_pointer(self.text, column, width)}"
         )
 
     def _fail_at(self, token: _Token, message: str) -> NoReturn:
@@ -529,19 +529,19 @@ def parse_expression(text: str, *, variables: Sequence[str] = ("x",)) -> Express
         raise ValueError(f"duplicate formula variables {names}")
     if not isinstance(text, str):
         raise ExpressionError(
-            f"Invalid log_density formula: it must be a string such as \"-x**2/2\", not {type(text).__name__} "
+            f"Invalid formula: it must be a string such as \"-x**2/2\", not {type(text).__name__} "
             f"{repr(text)[:80]}."
         )
     if len(text) > MAX_LENGTH:
         raise ExpressionError(
-            f"Invalid log_density formula: it is {len(text)} characters long and the limit is {MAX_LENGTH} "
+            f"Invalid formula: it is {len(text)} characters long and the limit is {MAX_LENGTH} "
             f"characters (from column {MAX_LENGTH + 1} on); use a `file` density for very long log densities."
         )
     try:
         tree = _Parser(text, names).parse()
     except RecursionError:  # only if the caller's own stack is already nearly exhausted
         raise ExpressionError(
-            f"Invalid log_density formula: it is nested too deeply for the Python stack; simplify it "
+            f"Invalid formula: it is nested too deeply for the Python stack; simplify it "
             f"(at most {MAX_DEPTH} levels of parentheses, calls and ** exponents)."
         ) from None
     return Expression(text, names, tree)

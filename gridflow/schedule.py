@@ -169,7 +169,7 @@ class ExpressionSchedule(Schedule):
                 k = int(np.argmax(bad.ravel()))
                 raise ScheduleError(
                     f"The tempering schedule lambda(t) = {self.formula!r} gives lambda({t.ravel()[k]:.10g}) = "
-                    f"{lam.ravel()[k]!r}, outside [0, 1]. Write a formula that stays in [0, 1] for every t in "
+                    f"{float(lam.ravel()[k])!r}, outside [0, 1]. Write a formula that stays in [0, 1] for every t in "
                     f"[0, time.end], e.g. \"1 - exp(-t/5)\" or \"minimum(t/5, 1)\".")
         return lam
 

@@ -268,7 +268,7 @@ class Stepper:
 def _checked_lambda(lam: float, t: float) -> float:
     """``lam`` if it lies in [0, 1]; else :class:`~gridflow.errors.ScheduleError`."""
     if not 0.0 <= lam <= 1.0:
-        raise ScheduleError(f"The tempering schedule gives lambda({t:.10g}) = {lam!r}, outside [0, 1]. "
+        raise ScheduleError(f"The tempering schedule gives lambda({t:.10g}) = {float(lam)!r}, outside [0, 1]. "
                             "Use a schedule with values in [0, 1].")
     return lam
 

@@ -272,7 +272,7 @@ def test_rejected_with_useful_message(text, variables, column, fragments):
     message = str(info.value)
     for fragment in fragments:
         assert fragment in message, (fragment, message)
-    assert message.startswith("Invalid log_density formula:")
+    assert message.startswith("Invalid formula:")
     assert f"column {column}" in message
     assert "Allowed are" in message and "where(condition, a, b)" in message  # says what is allowed
     assert ", ".join(variables) in message
@@ -333,7 +333,7 @@ def test_random_strings_parse_or_raise_expression_error(text):
     try:
         expr = parse_expression(text, variables=("x", "y"))
     except ExpressionError as exc:
-        assert str(exc).startswith("Invalid log_density formula:")
+        assert str(exc).startswith("Invalid formula:")
         return
     result = expr.evaluate(x=X[:, None], y=X[None, :3])
     assert result.shape == (X.size, 3) and result.dtype == np.float64
