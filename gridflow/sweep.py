@@ -34,6 +34,8 @@ from gridflow.errors import CaseError, GridflowError
 __all__ = ["SweepRun", "load_sweep", "plan_sweep", "run_sweep", "INDEX_NAME", "RANDOM_KINDS"]
 
 INDEX_NAME = "index.csv"
+#: Seconds between rewrites of the index while a sweep runs (and always after a failure and at the end).
+INDEX_INTERVAL = 2.0
 TOP_KEYS = ("name", "description", "base", "output", "set", "vary", "zip", "random")
 #: random draw kinds -> number of parameters they take
 RANDOM_KINDS = ("uniform", "loguniform", "normal", "integers", "choice", "dirichlet")
@@ -58,6 +60,7 @@ class SweepRun:
     error: str = ""
     draw: int | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    _flat: dict[str, Any] | None = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------- reading the sweep file
@@ -377,19 +380,20 @@ def write_index(path: Path, runs: Sequence[SweepRun]) -> None:
     if any(r.draw is not None for r in runs):
         columns["draw"] = None
     for r in runs:
-        flat = flatten_params(r.params)
-        columns.update(dict.fromkeys(flat))
-        rows.append((r, flat))
+        if r._flat is None:
+            r._flat = {"run": r.index, **({} if r.draw is None else {"draw": r.draw}),
+                       **flatten_params(r.params), "path": os.path.relpath(r.path, path.parent)}
+        columns.update(dict.fromkeys(r._flat))
     columns.update(dict.fromkeys(RESULT_COLUMNS))
+    for r in runs:
+        values = {"status": "pending", **r._flat, **r.result}
+        values["path"] = r._flat["path"]
+        rows.append([_cell(values.get(c)) for c in columns])
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(list(columns))
-        for r, flat in rows:
-            values = {"run": r.index, "draw": r.draw, **flat, **r.result}
-            values["path"] = os.path.relpath(r.path, path.parent)
-            values.setdefault("status", "pending")
-            w.writerow([_cell(values.get(c)) for c in columns])
+        w.writerows(rows)
     os.replace(tmp, path)
 
 
@@ -412,13 +416,17 @@ def _first_line(exc: BaseException) -> str:
 
 def _final(path: Path) -> dict[str, Any]:
     """Final time, KL and step count read back from a trajectory file."""
-    from gridflow.trajectory import open_trajectory
+    from gridflow.h5store import decode_attr, read_file
+    from gridflow.trajectory import _FILE_KIND
 
-    tr = open_trajectory(path)
-    if not len(tr.time):
-        return {}
-    return {"final_time": float(tr.time[-1]), "final_kl": float(tr.kl[-1]),
-            "total_steps": int(tr.attrs.get("total_steps", 0))}
+    def read(f, _path) -> dict[str, Any]:
+        n = len(f["time"])
+        if not n:
+            return {}
+        return {"final_time": float(f["time"][n - 1]), "final_kl": float(f["kl"][n - 1]),
+                "total_steps": int(decode_attr(f.attrs.get("total_steps", 0)))}
+
+    return read_file(Path(path), _FILE_KIND, read)[0]
 
 
 def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
@@ -478,8 +486,9 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
     interrupted file being continued from its last frame.  A run that fails (invalid case,
     numerical failure, anything else) is recorded with status ``failed`` and its error and never
     stops the sweep; a worker process that dies fails only the run it held.  The index is
-    rewritten after every run, so it is current if the sweep is killed; rerunning the same sweep
-    then completes only the missing runs.  ``on_result`` is called with each finished run.
+    rewritten every :data:`INDEX_INTERVAL` seconds, after a failure and at the end (also when
+    interrupted); rerunning the same sweep completes only the missing runs, whatever the index
+    says (complete files are recognised by their ``status`` attribute).  ``on_result`` is called with each finished run.
     """
     runs, out, _info = plan_sweep(sweep, output=output)
     out.mkdir(parents=True, exist_ok=True)
@@ -503,9 +512,13 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
 
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=_info["name"])
 
+    last_write = [time.monotonic()]
+
     def finished(r: SweepRun, result: dict[str, Any]) -> None:
         r.result = result
-        write_index(index, runs)
+        if time.monotonic() - last_write[0] >= INDEX_INTERVAL or result.get("status") != "complete":
+            write_index(index, runs)      # not after every run: the main process shares the cores
+            last_write[0] = time.monotonic()
         if bar is not None:
             bar.update(1)
             failed = sum(1 for x in runs if x.result.get("status") == "failed")
