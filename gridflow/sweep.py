@@ -443,6 +443,8 @@ def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
             result["status"] = "complete"
             result.update(_final(Path(path)))
         except KeyboardInterrupt:
+            if _IN_WORKER:  # stopped by the sweep (or its death): the file says interrupted; leave now
+                os._exit(143)
             result.update(status="interrupted", error="interrupted")
         except Exception as exc:  # a failed run is recorded, never stops the sweep
             kind = "failed" if isinstance(exc, GridflowError) else "failed (internal error)"
@@ -490,6 +492,15 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
     interrupted); rerunning the same sweep completes only the missing runs, whatever the index
     says (complete files are recognised by their ``status`` attribute).  ``on_result`` is called with each finished run.
     """
+    from gridflow.runner import _sigterm_interrupts
+
+    with _sigterm_interrupts():  # SIGTERM like Ctrl-C: workers stopped, index written
+        return _run_sweep(sweep, output=output, workers=workers, progress=progress, on_result=on_result)
+
+
+def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None, workers: int | None,
+               progress: bool, on_result: Callable[[SweepRun], None] | None) -> Path:
+    """The body of :func:`run_sweep`."""
     runs, out, _info = plan_sweep(sweep, output=output)
     out.mkdir(parents=True, exist_ok=True)
     index = out / INDEX_NAME
@@ -543,9 +554,40 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
     return index
 
 
+_IN_WORKER = False
+
+
+def _worker_init() -> None:
+    """In each worker process: Ctrl-C is left to the sweep's process (which stops the workers with
+    SIGTERM); SIGTERM ends an idle worker and marks a run in progress ``interrupted``; and SIGTERM
+    comes when the sweep's process dies (Linux), so no worker is left behind."""
+    import signal
+
+    global _IN_WORKER
+    _IN_WORKER = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the sweep process's handler, inherited by fork
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers end when their queue closes
+        pass
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """Interrupt a pool: SIGTERM to its workers (their runs are marked ``interrupted``), cancel the rest."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, ValueError):
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _isolated(r: SweepRun) -> dict[str, Any]:
     """Run one case in a process of its own: a crash of that process fails this run only."""
-    with cf.ProcessPoolExecutor(max_workers=1) as pool:
+    with cf.ProcessPoolExecutor(max_workers=1, initializer=_worker_init) as pool:
         try:
             return pool.submit(run_one, r.case, r.path).result()
         except cf.process.BrokenProcessPool:
@@ -559,7 +601,7 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
     queue = list(todo)[::-1]
     while queue:
         suspects: list[SweepRun] = []
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
             running: dict[cf.Future, SweepRun] = {}
             try:
                 while (queue or running) and not suspects:
@@ -579,7 +621,7 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
                             raise KeyboardInterrupt
                 suspects.extend(running.values())
             except KeyboardInterrupt:
-                pool.shutdown(wait=True, cancel_futures=True)
+                _stop(pool)
                 raise
         for r in suspects:
             finished(r, _isolated(r))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,54 @@ def test_cli_sweep(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "bad.toml")]) == 2
     assert "base is required" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "s.toml"), "--workers", "0"]) == 2
+
+
+def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
+    """SIGTERM (like Ctrl-C) stops the workers, marks their runs interrupted, writes the index;
+    the rerun continues the interrupted files and leaves the complete ones alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gridflow.trajectory import trajectory_attrs
+
+    (tmp_path / "s.toml").write_text('name = "k"\n' + BASE.replace("end = 0.5", "end = 4.0") + """
+[set]
+"grid.cells" = [600]
+"flow.kind" = "fokker-planck"
+[vary]
+"initial.mean" = [[0.0], [0.5], [1.0], [-0.5], [-1.0], [1.5]]
+""")
+    out = tmp_path / "o"
+    env = dict(os.environ, PYTHONPATH=str(Path(gridflow.__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "gridflow", "sweep", str(tmp_path / "s.toml"), "-o", str(out),
+                             "--workers", "2", "-q"], env=env, stderr=subprocess.PIPE, text=True)
+
+    def statuses():
+        found = {}
+        for p in out.glob("k-*.h5"):
+            try:
+                found[p.name] = trajectory_attrs(p).get("status")
+            except gridflow.TrajectoryFileError:
+                pass  # being created
+        return found
+
+    deadline = time.monotonic() + 240
+    while "complete" not in statuses().values() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        pytest.skip("the sweep finished before it could be interrupted")
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    before = statuses()
+    assert "complete" in before.values() and set(before.values()) <= {"complete", "interrupted"}
+    complete = {name for name, s in before.items() if s == "complete"}
+    rows = {r["path"]: r["status"] for r in read_index(out / "index.csv")}
+    assert {p for p, s in rows.items() if s == "complete"} <= complete and len(rows) == 6
+    again = []
+    run_sweep(tmp_path / "s.toml", output=out, workers=2, on_result=lambda r: again.append(r.path.name))
+    assert sorted(again) == sorted({f"k-{i:04d}.h5" for i in range(6)} - complete)
+    assert set(statuses().values()) == {"complete"}
