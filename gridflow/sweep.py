@@ -598,6 +598,9 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
     """Run ``todo`` on a process pool, at most ``workers`` at a time.  When a dying worker breaks
     the pool, the runs it held are rerun one process each (so only the culprit fails) and a new
     pool takes the rest."""
+    import gridflow.runner  # noqa: F401  imported once here, not in every forked worker
+    import gridflow.trajectory  # noqa: F401
+
     queue = list(todo)[::-1]
     while queue:
         suspects: list[SweepRun] = []
