@@ -56,7 +56,8 @@ def open_dataset(index: str | os.PathLike, *, status: str | None = "complete"):
     """Load a sweep's trajectories as one ``xarray.Dataset`` with a ``run`` dimension.
 
     ``index`` is the sweep's ``index.csv`` (or its directory).  Only runs with the given
-    ``status`` are loaded (``None``: every run whose file holds frames).  The coordinates along
+    ``status`` are loaded (``None``: every run whose file exists and holds frames, frames a run has
+    not reached being NaN; ``status`` then comes from each file).  The coordinates along
     ``run`` are the run numbers, every index column (the swept parameters such as
     ``flow.kind`` or ``initial.mean[0]``, ``draw``, ``status``, ``wall_time``, ``final_kl``, ``path``)
     and the per-file attributes that differ between runs (``case``, ``flow``, ``scheme``, ...);
@@ -84,7 +85,11 @@ def open_dataset(index: str | os.PathLike, *, status: str | None = "complete"):
     columns = [c for c in rows[0] if c not in ("run", "error")]
     loaded = []
     for row in rows:
-        ds = trajectory_to_dataset(open_trajectory(path.parent / row["path"]))
+        if status is None and not (path.parent / row["path"]).exists():
+            continue  # a run not started yet
+        tr = open_trajectory(path.parent / row["path"])
+        row = {**row, "status": tr.status}  # the file knows best (e.g. interrupted after the last index write)
+        ds = trajectory_to_dataset(tr)
         if status is None and ds.sizes.get("time", 0) == 0:
             continue
         loaded.append((row, ds))

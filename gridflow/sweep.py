@@ -22,6 +22,7 @@ import re
 import time
 import tomllib
 import warnings
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -601,8 +602,38 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
     import gridflow.runner  # noqa: F401  imported once here, not in every forked worker
     import gridflow.trajectory  # noqa: F401
 
+    with _stop_flag() as stop:
+        _pool_loop(todo, workers, finished, stop)
+
+
+@contextmanager
+def _stop_flag():
+    """While the pool runs, Ctrl-C and SIGTERM only set a flag that the loop checks (an exception
+    raised at an arbitrary point could be swallowed inside the pool's machinery)."""
+    import signal
+    import threading
+
+    stop: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _pool_loop(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, dict], None],
+               stop: list[int]) -> None:
+    """The body of :func:`_pool`; raises KeyboardInterrupt (after stopping the workers) once ``stop``
+    holds a signal."""
     queue = list(todo)[::-1]
     while queue:
+        if stop:
+            raise KeyboardInterrupt
         suspects: list[SweepRun] = []
         with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
             running: dict[cf.Future, SweepRun] = {}
@@ -611,7 +642,9 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
                     while queue and len(running) < workers:
                         r = queue.pop()
                         running[pool.submit(run_one, r.case, r.path)] = r
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    done, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                    if stop:
+                        raise KeyboardInterrupt
                     for fut in done:
                         r = running.pop(fut)
                         try:
@@ -627,6 +660,8 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
                 _stop(pool)
                 raise
         for r in suspects:
+            if stop:
+                raise KeyboardInterrupt
             finished(r, _isolated(r))
 
 
