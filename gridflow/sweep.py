@@ -502,6 +502,9 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
 def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None, workers: int | None,
                progress: bool, on_result: Callable[[SweepRun], None] | None) -> Path:
     """The body of :func:`run_sweep`."""
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise CaseError(f"--workers must be at least 1, got {workers}.")
     runs, out, _info = plan_sweep(sweep, output=output)
     out.mkdir(parents=True, exist_ok=True)
     index = out / INDEX_NAME
@@ -515,9 +518,6 @@ def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike 
         else:
             todo.append(r)
     write_index(index, runs)
-    workers = os.cpu_count() or 1 if workers is None else int(workers)
-    if workers < 1:
-        raise CaseError(f"--workers must be at least 1, got {workers}.")
     bar = None
     if progress:
         from tqdm import tqdm
