@@ -7,6 +7,9 @@ The Python API mirrors the command line::
     path = gridflow.run(case)                  # writes the trajectory file, returns its path
     tr = gridflow.open_trajectory(path)        # arrays: tr.time, tr.x, tr.density, tr.kl, ...
     frames = gridflow.solve(case)              # or: solve in memory, no file
+    ds = gridflow.solve_dataset(case, target=lambda x: -x**4 / 4)   # in memory, as an xarray Dataset
+    index = gridflow.sweep("sweep.toml", workers=2)                  # many runs (docs/sweeps.md)
+    data = gridflow.open_dataset(index)                              # all of them, a `run` dimension
     x = gridflow.sample(path, time=4.0, n=1000, seed=1)          # exact iid samples of rho_4
     result = gridflow.compare(path, particles, time=4.0)          # distances, noise floors, p-value
 
@@ -14,6 +17,8 @@ Lower layers are plain objects: :class:`~gridflow.grid.Grid`, :class:`~gridflow.
 (densities as log arrays), :class:`~gridflow.stepper.Stepper` (the time integrator) and
 :func:`~gridflow.fokker_planck.generator` (the Scharfetter–Gummel matrix as ``scipy.sparse``).
 """
+
+import numpy as np
 
 from gridflow._version import __version__
 from gridflow.errors import (BoundaryMassWarning, CaseError, DensityError, ExpressionError, GridflowError,
@@ -47,15 +52,34 @@ def validate(case, *, sampler, **kwargs) -> dict:
 
 
 def _trajectory(trajectory):
+    """A :class:`~gridflow.trajectory.Trajectory` from a path, a Trajectory or an in-memory
+    ``xarray.Dataset`` (from :func:`solve_dataset`, or one run of :func:`open_dataset`)."""
     from gridflow.trajectory import Trajectory
 
-    return trajectory if isinstance(trajectory, Trajectory) else open_trajectory(trajectory)
+    if isinstance(trajectory, Trajectory):
+        return trajectory
+    if hasattr(trajectory, "data_vars"):  # an xarray Dataset
+        ds = trajectory
+        if "run" in ds.dims:
+            raise InputError("this Dataset holds several runs: pick one first, e.g. ds.isel(run=0) or ds.sel(run=3).")
+
+        def get(name):
+            return None if name not in ds.variables else np.asarray(ds[name].values)
+
+        return Trajectory(attrs=dict(ds.attrs), time=get("time"), x=get("x"), y=get("y"), x_bnds=get("x_bnds"),
+                          y_bnds=get("y_bnds"), density=get("density"), log_target=get("log_target"),
+                          log_reference=get("log_reference"), lambda_=get("lambda"), mass=get("mass"),
+                          kl=get("kl"), kl_tempered=get("kl_tempered"),
+                          fisher_information=get("fisher_information"), mean=get("mean"),
+                          covariance=get("covariance"), log_density=get("log_density"))
+    return open_trajectory(trajectory)
 
 
 def sample(trajectory, *, time: float, n: int, seed=None):
     """Exact iid samples (n x dim) of the saved density at ``time`` (``gridflow sample``).
 
-    ``trajectory`` is a path or an opened :class:`~gridflow.trajectory.Trajectory`.
+    ``trajectory`` is a path, an opened :class:`~gridflow.trajectory.Trajectory` or an in-memory
+    ``xarray.Dataset`` of one run (:func:`solve_dataset`).
     """
     from gridflow.sampling import sample_grid_density
 
@@ -67,6 +91,9 @@ def sample(trajectory, *, time: float, n: int, seed=None):
 
 def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
+
+    ``trajectory`` is a path, a :class:`~gridflow.trajectory.Trajectory` or an in-memory
+    ``xarray.Dataset`` of one run (:func:`solve_dataset`).
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
     ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
@@ -91,8 +118,32 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
             **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes)}
 
 
+def solve_dataset(case, *, target=None, initial=None, reference=None, overrides=()):
+    """Solve in memory and return an ``xarray.Dataset``; densities may be Python callables
+    ``log_density(x[, y])`` or arrays (see :func:`gridflow.dataset.solve_dataset`)."""
+    from gridflow.dataset import solve_dataset as _solve
+
+    return _solve(case, target=target, initial=initial, reference=reference, overrides=overrides)
+
+
+def open_dataset(index, *, status="complete"):
+    """A sweep's runs as one ``xarray.Dataset`` with a ``run`` dimension and the swept parameters as
+    coordinates (see :func:`gridflow.dataset.open_dataset`)."""
+    from gridflow.dataset import open_dataset as _open
+
+    return _open(index, status=status)
+
+
+def sweep(sweep_file, *, output=None, workers=None, progress=False):
+    """Run a sweep file (``gridflow sweep``; see :func:`gridflow.sweep.run_sweep`); return its index.csv path."""
+    from gridflow.sweep import run_sweep
+
+    return run_sweep(sweep_file, output=output, workers=workers, progress=progress)
+
+
 __all__ = [
     "__version__", "Grid", "Problem", "Stepper", "Frame", "simulate", "solve", "run", "load_case",
-    "open_trajectory", "sample", "compare", "validate", "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
+    "open_trajectory", "sample", "compare", "validate", "solve_dataset", "open_dataset", "sweep",
+    "GridflowError", "InputError", "CaseError", "ExpressionError", "DensityError",
     "TrajectoryFileError", "NumericalError", "BoundaryMassWarning",
 ]

@@ -73,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", help="figure file (default: next to the trajectory, .png)")
     plot.add_argument("--animate", metavar="OUT.gif", help="also render the evolution as an animated GIF")
 
+    sweep = sub.add_parser("sweep", help="run a parameter sweep: one trajectory per run and an index.csv",
+                           description="Run every case of a sweep file (docs/sweeps.md) on local processes; "
+                                       "complete runs are skipped, failures recorded in the index.")
+    sweep.add_argument("sweep", help="sweep file (TOML)")
+    sweep.add_argument("-o", "--output", help="output directory (default: output of the sweep file)")
+    sweep.add_argument("--workers", type=int, default=None, help="worker processes (default: the core count)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their parameters, run nothing")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     from gridflow.validation import add_parser as add_validate_parser
 
     add_validate_parser(sub)
@@ -468,6 +477,12 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from gridflow.sweep import command
+
+    return command(args)
+
+
 #: errno values of an OSError that the user's input causes (a path, a permission): exit status 2.
 _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
                 errno.EROFS, errno.ELOOP, errno.EEXIST, errno.ENXIO, errno.ETXTBSY}
@@ -475,7 +490,8 @@ _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EI
 
 def _dispatch(args) -> int:
     handlers = {"run": _cmd_run, "info": _cmd_info, "plot": _cmd_plot, "sample": _cmd_sample,
-                "compare": _cmd_compare, "reproduce": _cmd_reproduce, "validate": _cmd_validate}
+                "compare": _cmd_compare, "reproduce": _cmd_reproduce, "validate": _cmd_validate,
+                "sweep": _cmd_sweep}
     try:
         return handlers[args.verb](args)
     except GridflowError as exc:
