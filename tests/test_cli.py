@@ -70,7 +70,10 @@ def test_run_info_plot_sample_compare(tmp_path, good_run, capsys):
     assert main(["compare", str(good_run), str(samples), "--time", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["time"] == 1.0 and result["n"] == 500 and 0.0 <= result["p_value"] <= 1.0
-    assert {"w1", "w2", "ks", "mmd", "tv_histogram", "mean_error", "cov_error"} <= set(result["distances"])
+    assert {"w1", "w2", "ks", "tv_histogram", "mean_error", "cov_error"} <= set(result["distances"])
+    assert "mmd" not in result["distances"]          # O(N^2): on request (--metrics all or mmd)
+    assert main(["compare", str(good_run), str(samples), "--time", "1", "--json", "--metrics", "all"]) == 0
+    assert "mmd" in json.loads(capsys.readouterr().out)["distances"]
 
 
 def test_overrides_are_applied_and_recorded(tmp_path):
