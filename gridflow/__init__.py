@@ -55,14 +55,20 @@ def _trajectory(trajectory):
 def sample(trajectory, *, time: float, n: int, seed=None):
     """Exact iid samples (n x dim) of the saved density at ``time`` (``gridflow sample``).
 
-    ``trajectory`` is a path or an opened :class:`~gridflow.trajectory.Trajectory`.
+    ``trajectory`` is a path or an opened :class:`~gridflow.trajectory.Trajectory`.  An integer
+    ``seed`` gives each frame its own stream (:func:`gridflow.sampling.frame_generator`): samples of
+    different frames are independent; a :class:`numpy.random.Generator` is used as it is.
     """
-    from gridflow.sampling import sample_grid_density
+    import numpy as np
+
+    from gridflow.sampling import frame_generator, sample_grid_density
 
     if int(n) < 1:
         raise InputError(f"n must be a positive number of samples, got {n}.")
     tr = _trajectory(trajectory)
-    return sample_grid_density(tr.grid, tr.density[tr.frame(time)], int(n), rng=seed)
+    i = tr.frame(time)
+    rng = seed if isinstance(seed, np.random.Generator) else frame_generator(seed, i)
+    return sample_grid_density(tr.grid, tr.density[i], int(n), rng=rng)
 
 
 def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:

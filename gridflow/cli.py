@@ -259,7 +259,7 @@ def summary(tr) -> str:
 
 
 def _cmd_sample(args) -> int:
-    from gridflow.sampling import sample_grid_density, save_samples
+    from gridflow.sampling import frame_generator, sample_grid_density, save_samples
     from gridflow.trajectory import open_trajectory
 
     n = _count(args.n, option="-n", minimum=1, maximum=MAX_SAMPLES,
@@ -269,7 +269,7 @@ def _cmd_sample(args) -> int:
     check_output_path(args.output, inputs=[args.file], what="samples file")
     tr = open_trajectory(args.file)
     i = tr.frame(args.time)
-    samples = sample_grid_density(tr.grid, tr.density[i], n, rng=seed)
+    samples = sample_grid_density(tr.grid, tr.density[i], n, rng=frame_generator(seed, i))
     save_samples(args.output, samples, attrs={"source": str(args.file), "time": float(tr.time[i]),
                                               "seed": -1 if seed is None else seed})
     print(f"wrote {n} samples of rho(t = {tr.time[i]:g}) to {_printable(args.output)}", file=sys.stderr)

@@ -25,7 +25,7 @@ from gridflow.errors import DensityError, InputError
 from gridflow.grid import Grid
 
 __all__ = ["GridDensitySampler", "sample_grid_density", "save_samples", "load_samples", "read_sample_attrs",
-           "cell_masses", "check_samples"]
+           "cell_masses", "check_samples", "frame_generator", "EnsembleSource", "is_particle_file", "common_times"]
 
 _NPY = (".npy",)
 _NPZ = (".npz",)
@@ -91,6 +91,17 @@ class GridDensitySampler:
         x = ex[ix] + frac[:, 0] * (ex[ix + 1] - ex[ix])
         y = ey[iy] + frac[:, 1] * (ey[iy + 1] - ey[iy])
         return np.stack([x, y], axis=1)
+
+
+def frame_generator(seed: int | None, frame: int) -> np.random.Generator:
+    """The random generator of frame ``frame`` for a user ``seed``: child ``frame`` of the seed's
+    :class:`numpy.random.SeedSequence` (what ``SeedSequence(seed).spawn`` gives), so that the same
+    seed gives reproducible but independent streams for different frames (with one generator per
+    seed, inverse-CDF samples of two frames would be perfectly rank-correlated).  ``seed=None``:
+    fresh entropy."""
+    if isinstance(frame, (bool, np.bool_)) or int(frame) != frame or frame < 0:
+        raise InputError(f"The frame index must be a non-negative integer, got {frame!r}.")
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(int(frame),)))
 
 
 def sample_grid_density(grid: Grid, density: np.ndarray, n: int, *,

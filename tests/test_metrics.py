@@ -523,3 +523,21 @@ def test_api_compare_of_replicates_reports_mode_masses(tmp_path):
     assert 0.6 <= r_iid["mode_masses"][0]["spread_ratio"] <= 1.45
     one = gridflow.compare(path, iid[0], time=1.0)
     assert len(one["mode_masses"]) == 2 and abs(one["mode_masses"][0]["z"]) < 4.5
+
+
+def test_metrics_choice_computes_only_the_named_distances():
+    grid, rho = bimodal_2d()
+    x = sample_grid_density(grid, rho, 3000, rng=5)
+    full = compare(grid, rho, x)
+    some = compare(grid, rho, x, metrics="sliced_w2,mean_error")
+    assert set(some["distances"]) == {"sliced_w2", "mean_error"} == set(some["description"])
+    for name, value in some["distances"].items():
+        assert value == full["distances"][name]
+    assert some["p_value"] == full["p_value"] and some["p_values"] == full["p_values"]   # tests whatever the choice
+    assert set(compare(grid, rho, x, metrics="default")["distances"]) == set(metrics.DEFAULT_METRICS[2])
+    assert "mmd" not in metrics.DEFAULT_METRICS[2] and set(full["distances"]) == set(metrics.METRICS[2])
+    boot = compare(grid, rho, x, metrics=["mean_z"], bootstrap=19)        # the bootstrap statistic is computed anyway
+    assert set(boot["distances"]) == {"mean_z"} and 0.05 <= boot["p_value"] <= 1.0
+    for bad in ("w1", "sliced_w2,nope", ""):
+        with pytest.raises(InputError, match="metric"):
+            compare(grid, rho, x, metrics=bad)
