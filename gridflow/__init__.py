@@ -71,12 +71,14 @@ def sample(trajectory, *, time: float, n: int, seed=None):
     return sample_grid_density(tr.grid, tr.density[i], int(n), rng=rng)
 
 
-def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:
+def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None,
+            metrics="default") -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
     ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
-    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.
+    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.  ``metrics``
+    chooses the distances as ``--metrics`` does (default: all but the O(N^2) ``mmd``; ``"all"``).
 
     ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
     pairs; ``ess`` one number or one per ensemble): they are tested together with the
@@ -94,7 +96,8 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
         return {"time": float(tr.time[i]), **compare_replicates(tr.grid, tr.density[i], ensembles, ess=ess, modes=modes)}
     samples, weights = check_samples(samples, weights, dim=tr.dim)
     return {"time": float(tr.time[i]),
-            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes)}
+            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes,
+                      metrics=metrics)}
 
 
 __all__ = [
