@@ -79,17 +79,23 @@ def sample(trajectory, *, time: float, n: int, seed=None):
     """Exact iid samples (n x dim) of the saved density at ``time`` (``gridflow sample``).
 
     ``trajectory`` is a path, an opened :class:`~gridflow.trajectory.Trajectory` or an in-memory
-    ``xarray.Dataset`` of one run (:func:`solve_dataset`).
+    ``xarray.Dataset`` of one run (:func:`solve_dataset`).  An integer ``seed`` gives each frame
+    its own stream (:func:`gridflow.sampling.frame_generator`): samples of different frames are
+    independent; a :class:`numpy.random.Generator` is used as it is.
     """
-    from gridflow.sampling import sample_grid_density
+
+    from gridflow.sampling import frame_generator, sample_grid_density
 
     if int(n) < 1:
         raise InputError(f"n must be a positive number of samples, got {n}.")
     tr = _trajectory(trajectory)
-    return sample_grid_density(tr.grid, tr.density[tr.frame(time)], int(n), rng=seed)
+    i = tr.frame(time)
+    rng = seed if isinstance(seed, np.random.Generator) else frame_generator(seed, i)
+    return sample_grid_density(tr.grid, tr.density[i], int(n), rng=rng)
 
 
-def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None) -> dict:
+def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 0, seed=0, ess=None,
+            metrics="default") -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
 
     ``trajectory`` is a path, a :class:`~gridflow.trajectory.Trajectory` or an in-memory
@@ -97,7 +103,8 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
     ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
-    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.
+    when the case's target is a mixture.  ``ess`` states the ensemble's effective size.  ``metrics``
+    chooses the distances as ``--metrics`` does (default: all but the O(N^2) ``mmd``; ``"all"``).
 
     ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
     pairs; ``ess`` one number or one per ensemble): they are tested together with the
@@ -115,7 +122,8 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
         return {"time": float(tr.time[i]), **compare_replicates(tr.grid, tr.density[i], ensembles, ess=ess, modes=modes)}
     samples, weights = check_samples(samples, weights, dim=tr.dim)
     return {"time": float(tr.time[i]),
-            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes)}
+            **_compare(tr.grid, tr.density[i], samples, weights, rng=seed, bootstrap=bootstrap, ess=ess, modes=modes,
+                      metrics=metrics)}
 
 
 def solve_dataset(case, *, target=None, initial=None, reference=None, overrides=()):

@@ -25,7 +25,7 @@ from gridflow.errors import DensityError, InputError
 from gridflow.grid import Grid
 
 __all__ = ["GridDensitySampler", "sample_grid_density", "save_samples", "load_samples", "read_sample_attrs",
-           "cell_masses", "check_samples"]
+           "cell_masses", "check_samples", "frame_generator", "EnsembleSource", "is_particle_file", "common_times"]
 
 _NPY = (".npy",)
 _NPZ = (".npz",)
@@ -91,6 +91,17 @@ class GridDensitySampler:
         x = ex[ix] + frac[:, 0] * (ex[ix + 1] - ex[ix])
         y = ey[iy] + frac[:, 1] * (ey[iy + 1] - ey[iy])
         return np.stack([x, y], axis=1)
+
+
+def frame_generator(seed: int | None, frame: int) -> np.random.Generator:
+    """The random generator of frame ``frame`` for a user ``seed``: child ``frame`` of the seed's
+    :class:`numpy.random.SeedSequence` (what ``SeedSequence(seed).spawn`` gives), so that the same
+    seed gives reproducible but independent streams for different frames (with one generator per
+    seed, inverse-CDF samples of two frames would be perfectly rank-correlated).  ``seed=None``:
+    fresh entropy."""
+    if isinstance(frame, (bool, np.bool_)) or int(frame) != frame or frame < 0:
+        raise InputError(f"The frame index must be a non-negative integer, got {frame!r}.")
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(int(frame),)))
 
 
 def sample_grid_density(grid: Grid, density: np.ndarray, n: int, *,
@@ -326,3 +337,87 @@ def _missing_samples(path: Path, names) -> InputError:
     found = ", ".join(f"'{n}'" for n in names) or "nothing"
     return InputError(f"Sample file '{path}' has no 'samples' array (it holds {found}); store the particle "
                       "positions under the name 'samples' (N x d), with optional 'weights' (N).")
+
+
+# --------------------------------------------------------------------------------------------
+# ensembles for `gridflow compare`: sample files and particle trajectory files
+# --------------------------------------------------------------------------------------------
+
+class EnsembleSource:
+    """One input of ``gridflow compare``: a sample file (one ensemble, optionally tagged with the
+    ``time`` attribute ``gridflow sample`` writes) or a particle trajectory file (one ensemble per
+    saved time, see :mod:`gridflow.particles`).
+
+    ``times`` is the array of times the source holds, or None for an untagged sample file (valid
+    at any time the user names).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, dim: int):
+        self.path = Path(path)
+        self._particles = None
+        self._fixed: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.times: np.ndarray | None = None
+        if is_particle_file(self.path):
+            from gridflow.particles import open_particles
+
+            tr = open_particles(self.path)
+            if tr.dim != dim:
+                raise InputError(f"The particle file '{self.path}' holds {tr.dim}D particles but the density is "
+                                 f"{dim}D; compare it with a trajectory of the same case.")
+            if len(tr.time) == 0:
+                raise InputError(f"The particle file '{self.path}' holds no complete frame; nothing to compare.")
+            self._particles = tr
+            self.times = np.asarray(tr.time, dtype=float)
+        else:
+            self._fixed = load_samples(self.path, dim=dim)
+            t = read_sample_attrs(self.path).get("time")
+            if isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t):
+                self.times = np.array([float(t)])
+
+    @property
+    def is_trajectory(self) -> bool:
+        """True for a particle trajectory file (its times must match the grid's)."""
+        return self._particles is not None
+
+    def ensemble(self, time: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(positions (N, d), weights (N,) or None)`` at ``time`` (a sample file: its only ensemble)."""
+        if self._particles is None:
+            return self._fixed
+        x, w = self._particles.ensemble(time)
+        return check_samples(x, w, dim=x.shape[1], source=f"The particles of '{self.path}' at t = {time:g}")
+
+
+def is_particle_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file with a ``positions`` dataset (a particle trajectory) rather
+    than a sample file (``samples``)."""
+    path = Path(path)
+    if path.suffix.lower() not in _HDF5 or not path.is_file():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r", swmr=False) as f:
+            return "positions" in f and "samples" not in f
+    except OSError:
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                return "positions" in f and "samples" not in f
+        except OSError:
+            return False
+
+
+def common_times(grid_times: np.ndarray, sources: list[EnsembleSource], *, rtol: float = 1e-9) -> list[int]:
+    """Indices into ``grid_times`` of the times every source holds (sources without times hold any)."""
+    keep = []
+    for i, t in enumerate(np.asarray(grid_times, dtype=float)):
+        ok = True
+        for s in sources:
+            if s.times is None:
+                continue
+            diff = np.abs(s.times - t)
+            if not np.any(diff <= rtol * np.maximum(np.maximum(abs(t), np.abs(s.times)), 1e-300)):
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return keep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -70,7 +71,10 @@ def test_run_info_plot_sample_compare(tmp_path, good_run, capsys):
     assert main(["compare", str(good_run), str(samples), "--time", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["time"] == 1.0 and result["n"] == 500 and 0.0 <= result["p_value"] <= 1.0
-    assert {"w1", "w2", "ks", "mmd", "tv_histogram", "mean_error", "cov_error"} <= set(result["distances"])
+    assert {"w1", "w2", "ks", "tv_histogram", "mean_error", "cov_error"} <= set(result["distances"])
+    assert "mmd" not in result["distances"]          # O(N^2): on request (--metrics all or mmd)
+    assert main(["compare", str(good_run), str(samples), "--time", "1", "--json", "--metrics", "all"]) == 0
+    assert "mmd" in json.loads(capsys.readouterr().out)["distances"]
 
 
 def test_overrides_are_applied_and_recorded(tmp_path):
@@ -474,3 +478,117 @@ def test_box_mass_message_says_refine_when_the_box_covers_the_density():
     shifted = {"kind": "gaussian", "mean": [9.0], "cov": [[1.0]]}  # mean + 8 sd leaves the box
     with pytest.raises(DensityError, match="enlarge the box"):
         check_representable(shifted, low, grid, what="target")
+
+
+# ------------------------------------------------------------------------------------------------
+# compare: particle files, every time, --metrics, --against, replicates; sample: independent frames
+# ------------------------------------------------------------------------------------------------
+
+def _exact_particle_file(path, run, *, n: int, seed: int, shift: float = 0.0, every: int = 1) -> Path:
+    """A particle trajectory of exact iid draws of every ``every``-th saved frame of ``run`` (plus ``shift``)."""
+    from gridflow.particles import ParticleWriter
+    from gridflow.sampling import sample_grid_density
+    from gridflow.trajectory import open_trajectory
+
+    tr = open_trajectory(run)
+    rng = np.random.default_rng(seed)
+    with ParticleWriter(path, particles=n, dim=tr.dim) as w:
+        for i, t in list(enumerate(tr.time))[::every]:
+            w.write_frame(time=float(t), positions=sample_grid_density(tr.grid, tr.density[i], n, rng=rng) + shift)
+    return Path(path)
+
+
+def test_sample_gives_independent_streams_per_frame(tmp_path, good_run):
+    from gridflow.sampling import load_samples
+
+    n = 4000
+    paths = {}
+    for name, t, seed in (("a", "0.75", "5"), ("b", "1", "5"), ("c", "1", "5")):
+        paths[name] = tmp_path / f"{name}.npz"
+        assert main(["sample", str(good_run), "--time", t, "-n", str(n), "--seed", seed, "-o", str(paths[name])]) == 0
+    a, b, c = (load_samples(paths[k])[0][:, 0] for k in "abc")
+    assert np.array_equal(b, c)                                   # same seed, same frame: reproducible
+    from scipy import stats
+
+    rho = stats.spearmanr(a, b).statistic                         # one seed, two frames: independent
+    assert abs(rho) < 4.0 / math.sqrt(n)                          # 4 sd of the null rank correlation
+
+
+def test_compare_a_particle_file_at_every_saved_time(tmp_path, good_run, capsys):
+    from gridflow.trajectory import open_trajectory
+
+    particles = _exact_particle_file(tmp_path / "p.h5", good_run, n=3000, seed=1)
+    assert main(["compare", str(good_run), str(particles)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip() and line.split()[0].replace(".", "").isdigit()]
+    assert len(rows) == 5 and "mode masses at t = 0.75" in out
+    assert main(["compare", str(good_run), str(particles), "--json", "--metrics", "w1,ks"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["times"] == open_trajectory(good_run).time.tolist() == [r["time"] for r in result["results"]]
+    for r in result["results"]:
+        assert set(r["distances"]) == {"w1", "ks"} and r["n"] == 3000
+        assert r["p_value"] > 1e-4                                # exact draws (5 tests: P(fail) ~ 5e-4)
+        modes = r["mode_masses"]
+        assert len(modes) == 2 and sum(m["grid_mass"] for m in modes) == pytest.approx(1.0, abs=1e-12)
+        assert all(abs(m["z"]) < 4.5 for m in modes)
+    assert main(["compare", str(good_run), str(particles), "--time", "0.5", "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)                  # with --time: one flat object (as before)
+    assert single["time"] == 0.5 and "mmd" not in single["distances"] and "w2" in single["distances"]
+    sparse = _exact_particle_file(tmp_path / "sparse.h5", good_run, n=500, seed=4, every=2)
+    assert main(["compare", str(good_run), str(sparse), str(particles), str(particles), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["times"] == [0.0, 0.5, 1.0]     # the times common to all files
+
+
+def test_compare_against_target_and_tempered(tmp_path, good_run, capsys):
+    particles = _exact_particle_file(tmp_path / "p.h5", good_run, n=3000, seed=2)
+
+    def run(*extra):
+        assert main(["compare", str(good_run), str(particles), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    target = run("--time", "0", "--against", "target")
+    assert target["against"] == "target" and target["p_value"] < 1e-10     # rho_0 = N(0, 1) is not the mixture
+    assert target["mode_masses"][0]["grid_mass"] == pytest.approx(0.5, abs=0.01)
+    frame = run("--time", "0")
+    assert frame["p_value"] > 1e-4
+    # lambda(1) = 1 (linear schedule of duration 1): pi_lambda(1) is the target itself
+    tempered, target1 = run("--time", "1", "--against", "tempered"), run("--time", "1", "--against", "target")
+    for name, value in target1["distances"].items():
+        assert tempered["distances"][name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_compare_replicates_from_files_and_a_pattern(tmp_path, good_run, capsys):
+    for k in range(5):
+        _exact_particle_file(tmp_path / f"rep{k}.h5", good_run, n=2000, seed=10 + k)
+        _exact_particle_file(tmp_path / f"bad{k}.h5", good_run, n=2000, seed=20 + k, shift=0.3)
+    assert main(["compare", str(good_run), str(tmp_path / "rep*.h5"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["results"]) == 5
+    for r in result["results"]:
+        assert r["replicates"] == 5 and len(r["files"]) == 5 and r["p_value"] > 1e-4
+        assert all(m["ci"][0] < m["particle_mass"] < m["ci"][1] for m in r["mode_masses"])
+    files = [str(tmp_path / f"bad{k}.h5") for k in range(5)]
+    assert main(["compare", str(good_run), *files, "--time", "1", "--json", "--ess", "1000"]) == 0
+    bad = json.loads(capsys.readouterr().out)
+    assert bad["p_value"] < 1e-3 and bad["n"] == [1000.0] * 5
+    assert main(["compare", str(good_run), *files[:3], "--time", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "3 independent ensembles" in text and "spread/binomial" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{run}", "{tmp}/nothing*.h5"], "matches no file"),
+    (["{run}", "{plain}"], "--time"),
+    (["{run}", "{plain}", "--time", "1", "--metrics", "w1,sliced_w2"], "Unknown metric 'sliced_w2'"),
+    (["{run}", "{plain}", "{plain}", "--time", "1"], "at least 3 independent ensembles"),
+    (["{run}", "{plain}", "--time", "1", "--ess", "0.5"], "--ess must be a number >= 1"),
+    (["{run}", "{particles}", "--time", "0.75"], "No particle frame at t = 0.75"),
+])
+def test_compare_refuses_bad_inputs_in_one_line(tmp_path, good_run, capsys, argv, message):
+    plain = tmp_path / "plain.npy"
+    np.save(plain, np.random.default_rng(0).normal(size=(100, 1)))
+    particles = _exact_particle_file(tmp_path / "p.h5", good_run, n=100, seed=3, every=2)   # t = 0, 0.5, 1
+    argv = [a.format(run=good_run, tmp=tmp_path, plain=plain, particles=particles) for a in argv]
+    assert main(["compare", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message.lower() in err.lower() and len(err.strip().splitlines()) == 1

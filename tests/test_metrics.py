@@ -276,7 +276,7 @@ def test_sliced_lattice_cdf_is_the_exact_projected_cdf():
     X, Y = grid.coordinates
     masses = np.exp(-0.5 * (X ** 2 + Y ** 2 + X * Y))
     masses /= masses.sum()
-    ref = metrics._SlicedReference(grid, masses, directions=4)
+    ref = metrics._SlicedReference(grid, masses, directions=4, exact=True)
     r = 300                                                  # sub-cell points per axis (CDF error ~ 1/r^2)
     sub = (np.arange(r) + 0.5) / r - 0.5
     hx, hy = grid.spacing
@@ -285,6 +285,24 @@ def test_sliced_lattice_cdf_is_the_exact_projected_cdf():
         order = np.argsort(proj.ravel())
         cum = np.concatenate([[0.0], np.cumsum(np.repeat(masses.ravel(), r * r)[order]) / (r * r)])
         assert np.max(np.abs(cum[np.searchsorted(proj.ravel()[order], t, side="right")] - P)) < 1e-5
+
+
+def test_sliced_deposited_cdf_is_close_to_the_exact_one():
+    """The default lattice CDF (masses deposited linearly on the lattice, convolved with the cell
+    trapezoid) moves mass by less than Delta = h/12: its CDF differs from the exact one by less than
+    the projected density times Delta, and sliced W2 by far less than the null spread."""
+    grid = Grid((-3.0, -3.0), (3.0, 3.0), (12, 10))
+    X, Y = grid.coordinates
+    masses = np.exp(-0.5 * (X ** 2 + Y ** 2 + X * Y))
+    masses /= masses.sum()
+    exact = metrics._SlicedReference(grid, masses, directions=16, exact=True)
+    fast = metrics._SlicedReference(grid, masses, directions=16)
+    for (t, P), (t2, Q) in zip(exact.lattices, fast.lattices):
+        bound = np.max(np.diff(P) / np.diff(t)) * (t2[1] - t2[0])
+        assert np.max(np.abs(P - np.interp(t, t2, Q))) < bound
+    x = np.random.default_rng(2).normal(size=(3000, 2)) * 0.8
+    a, b = (math.sqrt(ref.w2_squared(x, None).mean()) for ref in (exact, fast))
+    assert b == pytest.approx(a, rel=2e-3)
 
 
 def test_sliced_w2_of_a_shifted_ensemble():
@@ -505,3 +523,21 @@ def test_api_compare_of_replicates_reports_mode_masses(tmp_path):
     assert 0.6 <= r_iid["mode_masses"][0]["spread_ratio"] <= 1.45
     one = gridflow.compare(path, iid[0], time=1.0)
     assert len(one["mode_masses"]) == 2 and abs(one["mode_masses"][0]["z"]) < 4.5
+
+
+def test_metrics_choice_computes_only_the_named_distances():
+    grid, rho = bimodal_2d()
+    x = sample_grid_density(grid, rho, 3000, rng=5)
+    full = compare(grid, rho, x)
+    some = compare(grid, rho, x, metrics="sliced_w2,mean_error")
+    assert set(some["distances"]) == {"sliced_w2", "mean_error"} == set(some["description"])
+    for name, value in some["distances"].items():
+        assert value == full["distances"][name]
+    assert some["p_value"] == full["p_value"] and some["p_values"] == full["p_values"]   # tests whatever the choice
+    assert set(compare(grid, rho, x, metrics="default")["distances"]) == set(metrics.DEFAULT_METRICS[2])
+    assert "mmd" not in metrics.DEFAULT_METRICS[2] and set(full["distances"]) == set(metrics.METRICS[2])
+    boot = compare(grid, rho, x, metrics=["mean_z"], bootstrap=19)        # the bootstrap statistic is computed anyway
+    assert set(boot["distances"]) == {"mean_z"} and 0.05 <= boot["p_value"] <= 1.0
+    for bad in ("w1", "sliced_w2,nope", ""):
+        with pytest.raises(InputError, match="metric"):
+            compare(grid, rho, x, metrics=bad)
