@@ -122,6 +122,8 @@ def summary(tr) -> str:
         ]
     else:
         lines.append("frames:    none written")
+    if "max_cell_peclet" in tr.attrs:
+        lines.append(f"peclet:    {float(tr.attrs['max_cell_peclet']):.3g} (largest cell Peclet number h|grad log pi|)")
     if tr.attrs.get("warnings"):
         lines.append(f"warnings:  {tr.attrs['warnings']}")
     return "\n".join(line for line in lines if not line.endswith(":"))
@@ -190,9 +192,9 @@ def _cmd_plot(args) -> int:
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """gridflow's own warnings as one line, without the source line that raised them."""
-    from gridflow.errors import BoundaryMassWarning
+    from gridflow.errors import BoundaryMassWarning, PecletWarning
 
-    if issubclass(category, BoundaryMassWarning):
+    if issubclass(category, (BoundaryMassWarning, PecletWarning)):
         return f"gridflow: warning: {message}\n"
     return _default_format_warning(message, category, filename, lineno, line)
 
