@@ -262,6 +262,8 @@ def summary(tr) -> str:
         ]
     else:
         lines.append("frames:    none written")
+    if "max_cell_peclet" in tr.attrs:
+        lines.append(f"peclet:    {float(tr.attrs['max_cell_peclet']):.3g} (largest cell Peclet number h|grad log pi|)")
     if tr.attrs.get("warnings"):
         lines.append(f"warnings:  {_printable(tr.attrs['warnings'])}")
     return "\n".join(line for line in lines if not line.endswith(":"))
@@ -485,9 +487,9 @@ def _cmd_plot(args) -> int:
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """gridflow's own warnings as one line; other libraries' warnings (numpy, scipy, matplotlib) are not shown."""
-    from gridflow.errors import BoundaryMassWarning
+    from gridflow.errors import BoundaryMassWarning, PecletWarning
 
-    if issubclass(category, BoundaryMassWarning):
+    if issubclass(category, (BoundaryMassWarning, PecletWarning)):
         return f"gridflow: warning: {_printable(message)}\n"
     return ""
 

@@ -59,3 +59,8 @@ class NumericalError(GridflowError):
 
 class BoundaryMassWarning(UserWarning):
     """A density puts noticeable mass on the edge of the box (the box truncates it)."""
+
+
+class PecletWarning(UserWarning):
+    """The cell Péclet number h|grad log pi| of a run is large for the Scharfetter–Gummel flux (its
+    error constant grows with it; the run is accurate only on finer cells or with the log-mean flux)."""

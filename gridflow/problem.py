@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridflow.distributions import check_edge_mass, log_density, normalise
-from gridflow.resolution import check_representable
+from gridflow.resolution import check_peclet, check_representable
 from gridflow.errors import DensityError
 from gridflow.grid import Grid
 from gridflow.schedule import Schedule, Untempered, schedule_from_table
@@ -36,6 +36,8 @@ class Problem:
     warnings: list[str] = field(default_factory=list)
     #: the Wasserstein flux: "scharfetter-gummel" or "log-mean" (see gridflow.fokker_planck)
     flux: str = "scharfetter-gummel"
+    #: largest cell Péclet number h|grad log pi_lambda| of the run (None without a transport part)
+    max_cell_peclet: float | None = None
 
     @property
     def tempered(self) -> bool:
@@ -78,16 +80,23 @@ class Problem:
                 check_edge_mass(log_target, grid, what="target"),
             ) if m
         ]
+        schedule = schedule_from_table(tempering["schedule"] if tempering else None)
+        flux = flow.get("flux", "scharfetter-gummel")
+        peclet, message = check_peclet(grid=grid, log_reference=log_reference, log_target=log_target,
+                                       schedule=schedule, flow=kind, flux=flux)
+        if message:
+            warns.append(message)
         return cls(
             grid=grid,
             log_initial=log_initial,
             path=TemperedPath(grid=grid, log_reference=log_reference, log_target=log_target),
-            schedule=schedule_from_table(tempering["schedule"] if tempering else None),
+            schedule=schedule,
             flow=kind,
             diffusion=diffusion,
             reaction=reaction,
             warnings=warns,
-            flux=flow.get("flux", "scharfetter-gummel"),
+            flux=flux,
+            max_cell_peclet=peclet,
         )
 
 

@@ -167,3 +167,94 @@ def _check_expression_resolved(table: Mapping, grid: Grid, what: str) -> None:
             f"The {what} ({_describe(table)}) is not resolved by the grid: its mass on the box changes by "
             f"{change:.3g} (relative) when each cell is sampled at {len(shifts)} points instead of its centre, "
             f"so the cells are wider than its narrowest feature. Refine [grid] cells or widen the density.")
+
+
+# --------------------------------------------------------------------------- cell Péclet number
+
+#: Largest cell Péclet number h|grad log pi_lambda| at which the Scharfetter–Gummel flux runs without a
+#: warning.  Above it the flux tends to upwinding (numerical diffusion ~ Pe/2 times the physical one) and
+#: its error constant grows with Pe wherever mass passes (docs/numerics.md, "Drift-dominated transients").
+MAX_CELL_PECLET = 2.0
+
+#: the suggested cell width is this fraction of h * MAX_CELL_PECLET / Pe (Pe is proportional to h only
+#: to first order: the steepest edge moves, and the gradient there changes, by O(h) on a finer grid)
+PECLET_MARGIN = 0.9
+
+#: flows with a transport (Wasserstein) part, whose two-point flux the Péclet number concerns
+TRANSPORT_FLOWS = ("fokker-planck", "wfr")
+
+
+def lambda_range(schedule) -> tuple[float, ...]:
+    """The values of lambda at which the largest |Delta log pi_lambda| of a schedule is attained.
+
+    log pi_lambda = log pi_0 + lambda (log pi - log pi_0) is affine in lambda, so over an interval of
+    lambda the largest edge difference is at an endpoint: (1,) untempered, (min, max) of the knots of a
+    piecewise-linear schedule, (0, 1) otherwise (an upper bound for schedules that stop short of 1).
+    """
+    from gridflow.schedule import PiecewiseLinear, Untempered
+
+    if isinstance(schedule, Untempered):
+        return (1.0,)
+    if isinstance(schedule, PiecewiseLinear):
+        return (float(min(schedule.values)), float(max(schedule.values)))
+    return (0.0, 1.0)
+
+
+def axis_peclet(log_densities, grid: Grid) -> tuple[float, ...]:
+    """Per axis, the largest |log pi_i - log pi_j| over the edges (i, j) along it and the given log densities.
+
+    That is the cell Péclet number h |d log pi / dx| of each edge (for a smooth pi, up to O(h^3));
+    periodic grids include the edge that wraps around.
+    """
+    out = []
+    for axis in range(grid.dim):
+        worst = 0.0
+        for values in log_densities:
+            d = np.diff(values, axis=axis)
+            if d.size:
+                worst = max(worst, float(np.max(np.abs(d))))
+            if grid.periodic and values.shape[axis] > 1:
+                wrap = np.take(values, [0], axis=axis) - np.take(values, [-1], axis=axis)
+                worst = max(worst, float(np.max(np.abs(wrap))))
+        out.append(worst)
+    return tuple(out)
+
+
+def check_peclet(*, grid: Grid, log_reference: np.ndarray, log_target: np.ndarray, schedule, flow: str,
+                 flux: str) -> tuple[float | None, str | None]:
+    """The largest cell Péclet number of a run and, if it calls for one, a one-line warning.
+
+    The number is the largest |Delta log pi_lambda| across one cell edge, over the axes, the box and the
+    lambda the schedule reaches (:func:`lambda_range`); it is ``None`` for flows without a transport part.
+    With the Scharfetter–Gummel flux and a number above :data:`MAX_CELL_PECLET` a
+    :class:`~gridflow.errors.PecletWarning` is issued and its message returned: it names the cell width
+    (and count) that brings the number under the threshold and the log-mean flux, which stays second order.
+    """
+    import warnings
+
+    from gridflow.errors import PecletWarning
+
+    if flow not in TRANSPORT_FLOWS:
+        return None, None
+    logs = [log_reference + lam * (log_target - log_reference) if lam != 1.0 else log_target
+            for lam in lambda_range(schedule)]
+    per_axis = axis_peclet(logs, grid)
+    peclet = max(per_axis)
+    if flux != "scharfetter-gummel" or not peclet > MAX_CELL_PECLET:
+        return peclet, None
+    needs = []
+    for k, pe in enumerate(per_axis):
+        if pe > MAX_CELL_PECLET:
+            # Pe is ~ proportional to h; the margin covers the O(h) change of the steepest edge's
+            # position (and gradient) on the finer grid
+            cells = int(np.ceil((grid.upper[k] - grid.lower[k]) / (PECLET_MARGIN * grid.spacing[k] * MAX_CELL_PECLET / pe)
+                                - 1e-9))   # not one more for round-off
+            h = (grid.upper[k] - grid.lower[k]) / cells
+            needs.append(f"{h:.3g} along {_AXES[k]} ({cells} cells)")
+    message = (
+        f"the cell Peclet number h|grad log pi| reaches {peclet:.3g} (above {MAX_CELL_PECLET:g}): there the "
+        f"Scharfetter-Gummel flux is close to first-order upwinding and the result can be far from the exact "
+        f"flow; use cells of width at most {' and '.join(needs)}, or set flow.flux = \"log-mean\" (second "
+        f"order at any Peclet number)")
+    warnings.warn(message, PecletWarning, stacklevel=2)
+    return peclet, message

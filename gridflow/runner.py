@@ -251,6 +251,8 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
         "boundary": problem.grid.boundary,
         "tolerance": float(t.get("tolerance", 1e-7)),
     }
+    if problem.max_cell_peclet is not None:
+        attrs["max_cell_peclet"] = float(problem.max_cell_peclet)
     if problem.warnings:
         attrs["warnings"] = "; ".join(problem.warnings)
     if state is not None:

@@ -127,3 +127,103 @@ def test_zero_initial_density_is_refused_with_the_right_reason():
         Problem.from_case(case)
     text = str(info.value)
     assert "initial density is zero on some cells" in text and "tempering reference" not in text.split(".")[0]
+
+
+# --------------------------------------------------------------------------- cell Péclet number
+
+def _peclet_case(*, cells: int, target_var: float, flux: str | None = None, flow: str = "fokker-planck",
+                 schedule=None, initial_var: float = 1.0, length: float = 10.0) -> dict:
+    case = make_case(lower=[-length], upper=[length], cells=[cells], flow=flow,
+                     initial=gaussian([0.0], [[initial_var]]), target=gaussian([0.0], [[target_var]]),
+                     schedule=schedule)
+    if flux is not None:
+        case["flow"]["flux"] = flux
+    return case
+
+
+def _quiet_problem(case) -> Problem:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Problem.from_case(case)
+
+
+@pytest.mark.parametrize("cells,var", [(200, 1.0), (400, 0.5), (50, 2.0)])
+def test_max_cell_peclet_of_a_gaussian_target_is_h_times_the_last_edge_over_the_variance(cells, var):
+    """log pi = -x^2/(2 var): across the edge at x_e, |Delta log pi| = h |x_e| / var exactly (the centres
+    are x_e -+ h/2); the outermost interior edge is at |x_e| = L - h."""
+    length = 10.0
+    h = 2 * length / cells
+    problem = _quiet_problem(_peclet_case(cells=cells, target_var=var, length=length))
+    assert problem.max_cell_peclet == pytest.approx(h * (length - h) / var, rel=1e-9)
+
+
+def test_peclet_covers_the_lambda_range_of_the_schedule():
+    """Tempered from N(0, 1) to N(0, 1/4): a linear schedule reaches lambda = 1 (Pe of the target, 4x
+    that of the reference); a constant lambda = 1/2 gives log pi = -(1 + 4) x^2 / 4, Pe 2.5 h (L - h)."""
+    length, cells = 10.0, 400
+    h = 2 * length / cells
+    base = h * (length - h)
+    linear = _quiet_problem(_peclet_case(cells=cells, target_var=0.25, flow="wfr",
+                                         schedule={"kind": "linear", "duration": 1.0}))
+    assert linear.max_cell_peclet == pytest.approx(4 * base, rel=1e-9)
+    half = _quiet_problem(_peclet_case(cells=cells, target_var=0.25, flow="wfr",
+                                       schedule={"kind": "constant", "value": 0.5}))
+    assert half.max_cell_peclet == pytest.approx(2.5 * base, rel=1e-9)
+    # a flow without transport has no Péclet number
+    assert _quiet_problem(_peclet_case(cells=cells, target_var=0.25, flow="fisher-rao")).max_cell_peclet is None
+
+
+def test_peclet_warning_names_the_cell_width_and_the_log_mean_flux():
+    from gridflow.errors import PecletWarning
+    from gridflow.resolution import MAX_CELL_PECLET, PECLET_MARGIN
+
+    length, cells, var = 10.0, 200, 0.25        # h = 0.1, Pe = 0.1 * 9.9 / 0.25 = 3.96
+    h = 2 * length / cells
+    peclet = h * (length - h) / var
+    assert peclet > MAX_CELL_PECLET
+    with pytest.warns(PecletWarning) as record:
+        problem = Problem.from_case(_peclet_case(cells=cells, target_var=var))
+    message = str(record[0].message)
+    cells_needed = int(np.ceil(2 * length / (PECLET_MARGIN * h * MAX_CELL_PECLET / peclet)))
+    assert cells_needed == 440      # 20 / (0.9 * 0.1 * 2 / 3.96)
+    assert f"{peclet:.3g}" in message and f"{2 * length / cells_needed:.3g} along x" in message
+    assert f"({cells_needed} cells)" in message and 'flow.flux = "log-mean"' in message
+    assert "\n" not in message and message in problem.warnings
+    # the suggested cells do bring the number under the threshold
+    finer = _quiet_problem(_peclet_case(cells=cells_needed, target_var=var))
+    assert finer.max_cell_peclet <= MAX_CELL_PECLET
+    # no warning with the log-mean flux, nor under the threshold; the number is still recorded
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PecletWarning)
+        lm = Problem.from_case(_peclet_case(cells=cells, target_var=var, flux="log-mean"))
+        assert lm.max_cell_peclet == pytest.approx(peclet, rel=1e-9) and not lm.warnings
+        low = Problem.from_case(_peclet_case(cells=cells, target_var=1.0))
+        assert low.max_cell_peclet == pytest.approx(peclet * var, rel=1e-9) and not low.warnings
+
+
+def test_peclet_is_stored_in_the_file_and_shown_by_info(tmp_path, capsys):
+    path = tmp_path / "case.toml"
+    path.write_text(CASE.format(lo=-10.0, hi=10.0, cells=200, target='kind = "gaussian"\nmean = [0.0]\ncov = [[0.25]]',
+                                initial=N01, tempering="", save=1.0).replace('kind = "wfr"', 'kind = "fokker-planck"')
+                    .replace("end = 2.0", "end = 0.01").replace("save_every = 1.0", "save_every = 0.01"))
+    out = tmp_path / "out.h5"
+    from gridflow.cli import _format_warning
+    from gridflow.errors import PecletWarning
+
+    with pytest.warns(PecletWarning) as record:
+        assert main(["run", str(path), "-o", str(out), "-q"]) == 0
+    assert len(record) == 1
+    line = _format_warning(record[0].message, PecletWarning, "x.py", 1)
+    assert line.startswith("gridflow: warning: the cell Peclet number h|grad log pi| reaches 3.96")
+    assert line.count("\n") == 1
+    from gridflow.trajectory import trajectory_attrs
+
+    attrs = trajectory_attrs(out)
+    assert float(attrs["max_cell_peclet"]) == pytest.approx(0.1 * 9.9 / 0.25, rel=1e-9)
+    assert "Peclet" in attrs["warnings"]
+    assert main(["info", str(out)]) == 0
+    assert "peclet:    3.96" in capsys.readouterr().out
