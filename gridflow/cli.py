@@ -239,9 +239,29 @@ def summary(tr) -> str:
         ]
     else:
         lines.append("frames:    none written")
+    lines += _damage_lines(tr)
     if tr.attrs.get("warnings"):
         lines.append(f"warnings:  {_printable(tr.attrs['warnings'])}")
     return "\n".join(line for line in lines if not line.endswith(":"))
+
+
+def _damage_lines(tr) -> list[str]:
+    """Lines of :func:`summary` listing the damaged frames (at most 10 shown) and whether
+    ``--resume`` would accept the file."""
+    from gridflow.runner import resume_verdict
+    from gridflow.trajectory import damaged_frames
+
+    lines = []
+    damaged = damaged_frames(tr)
+    if damaged:
+        lines.append(f"damaged:   {len(damaged)} frame(s): " + ", ".join(str(k) for k, _, _ in damaged[:20])
+                     + (" ..." if len(damaged) > 20 else ""))
+        for k, t, problem in damaged[:10]:
+            lines.append(f"           frame {k} (t = {t:.10g}): {problem}")
+    if tr.status != "complete" or damaged:
+        ok, why = resume_verdict(tr)
+        lines.append(f"resume:    {'accepted' if ok else 'refused'}: {_printable(why)}")
+    return lines
 
 
 def _cmd_sample(args) -> int:

@@ -356,6 +356,33 @@ def test_info_strips_control_characters(tmp_path, capsys):
     assert "red \\x1b[31mALERT\\x1b[0m \\u202eevil\\x0dover" in text
 
 
+def test_info_lists_damaged_frames_and_the_resume_verdict(tmp_path, good_run, capsys):
+    capsys.readouterr()
+    assert main(["info", str(good_run)]) == 0
+    text = capsys.readouterr().out
+    assert "damaged:" not in text and "resume:" not in text      # a sound complete file: nothing to say
+    with h5py.File(good_run, "r+") as f:                        # 5 frames, t = 0 .. 1
+        f.attrs["status"] = "interrupted"
+    assert main(["info", str(good_run)]) == 0
+    assert "resume:    accepted: continues from frame 4 (t = 1)" in capsys.readouterr().out
+    with h5py.File(good_run, "r+") as f:
+        rho = f["density"][1]
+        rho[7] = -0.5                                            # frame 1: negative, and mass off by 0.5 * dx
+        f["density"][1] = rho
+        f["time"][3] = np.nan                                    # frame 3: NaN time
+        f["time"][4] = 0.5                                       # frame 4: time before frame 2's
+        rho = f["density"][2]
+        f["density"][2] = rho * 1.01                             # frame 2: mass 1.01
+    assert main(["info", str(good_run)]) == 0
+    text = capsys.readouterr().out
+    assert "damaged:   4 frame(s): 1, 2, 3, 4" in text
+    assert "frame 1 (t = 0.25): negative density (min -0.5); mass" in text
+    assert "frame 2 (t = 0.5): mass 1.01" in text
+    assert "frame 3 (t = nan): time is nan" in text
+    assert "frame 4 (t = 0.5): time not after the previous frame's (0.5)" in text
+    assert "resume:    refused: Cannot resume" in text and "frame 1 (t = 0.25) has a negative density" in text
+
+
 NOISY_VERB = """
 import sys, warnings
 import numpy as np
