@@ -1,12 +1,16 @@
-"""The ``gridflow`` command line (``python -m gridflow`` is the same)."""
+"""The ``gridflow`` command line (``python -m gridflow`` is the same).
+
+Its top-level imports are only what :func:`main` needs before its ``KeyboardInterrupt`` handler
+is in force (standard modules that the interpreter has loaded already, gridflow's errors and
+version); everything else is imported inside ``main``, so Ctrl-C at any moment after start-up is
+one line and exit status 130.
+"""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +36,9 @@ MAX_REPLICATES = 10_000
 MAX_PARTICLE_COORDINATE = 1e100
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, inside main's handler
+    import argparse
+
     p = argparse.ArgumentParser(prog="gridflow", description=(
         "Exact grid solutions of the Fokker-Planck, Fisher-Rao and Wasserstein-Fisher-Rao flows "
         "(with geometric tempering), for validating particle samplers."))
@@ -500,6 +506,8 @@ def _dispatch(args) -> int:
         return handlers[args.verb](args)
     except GridflowError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         kind = "error" if isinstance(exc, InputError) else "numerical failure"
         print(f"gridflow: {kind}: {_one_line(exc)}", file=sys.stderr)
@@ -508,6 +516,8 @@ def _dispatch(args) -> int:
         raise
     except OSError as exc:  # a file the command reads or writes
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         where = f" {_printable(exc.filename)}" if exc.filename else ""
         if exc.errno in _USER_ERRNOS:
@@ -522,6 +532,8 @@ def _dispatch(args) -> int:
         return 1
     except Exception as exc:  # a bug: say so plainly
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         print(f"gridflow: internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
               f"traceback, and please report it)", file=sys.stderr)
