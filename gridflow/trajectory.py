@@ -26,9 +26,11 @@ Design decisions:
   Their ``_Netcdf4Dimid`` are time, x[, y], nv, dim, dim2 in that order.
 * **Metadata changes.**  SWMR forbids new objects and attributes: before the first frame the
   file is simply rebuilt (under a temporary name again, then renamed); after it, a new
-  ``extra`` dataset, :meth:`TrajectoryWriter.set_attrs` and the final ``status`` reopen the
-  file in ordinary read-write mode for a few milliseconds.  A file left by a killed writer is
-  opened by :func:`open_trajectory` with ``swmr=True``.
+  ``extra`` dataset or a new root attribute reopens the file in ordinary read-write mode for a
+  few milliseconds.  Existing attributes (the final ``status``, ``total_steps``) are overwritten
+  in place in SWMR mode.  A resumed run continues its file in place
+  (:meth:`TrajectoryWriter._continue_in_place`).  A file left by a killed writer is opened by
+  :func:`open_trajectory` with ``swmr=True``.
 """
 
 from __future__ import annotations
