@@ -18,16 +18,53 @@ Lower layers are plain objects: :class:`~gridflow.grid.Grid`, :class:`~gridflow.
 :func:`~gridflow.fokker_planck.generator` (the Scharfetter–Gummel matrix as ``scipy.sparse``).
 """
 
-import numpy as np
+import sys as _sys
 
-from gridflow._version import __version__
-from gridflow.errors import (BoundaryMassWarning, CaseError, DensityError, ExpressionError, GridflowError,
-                             InputError, NumericalError, TrajectoryFileError)
-from gridflow.grid import Grid
-from gridflow.problem import Problem
-from gridflow.runner import run, solve
-from gridflow.solver import Frame, simulate
-from gridflow.stepper import Stepper
+
+def _exit_if_command() -> None:
+    """After Ctrl-C while this package is imported: if it is imported by the ``gridflow`` command
+    (``python -m gridflow``, or the ``gridflow`` script) say so in one line and exit with status
+    130, as :func:`gridflow.cli.main` does; otherwise (a library import) return, and the
+    KeyboardInterrupt goes on."""
+    argv = getattr(_sys, "orig_argv", [])
+    script = str(_sys.argv[0]) if _sys.argv else ""
+    if any(a == "-m" and b == "gridflow" for a, b in zip(argv, argv[1:])) or script.replace("\\", "/").rsplit("/", 1)[-1] in ("gridflow", "gridflow.exe"):
+        try:
+            print("gridflow: interrupted", file=_sys.stderr)
+        finally:
+            raise SystemExit(130)
+
+
+try:
+    from gridflow._version import __version__
+    from gridflow.errors import (BoundaryMassWarning, CaseError, DensityError, ExpressionError, GridflowError,
+                                 InputError, NumericalError, TrajectoryFileError)
+except KeyboardInterrupt:
+    _exit_if_command()
+    raise
+
+# The numerical layers (numpy, scipy) are imported on first use of these names, not by
+# ``import gridflow``: the ``gridflow`` command imports this package before its ``main`` runs, and
+# only inside ``main`` is Ctrl-C one line and exit status 130 (gridflow.cli.main).
+_LAZY = {"Grid": "gridflow.grid", "Problem": "gridflow.problem", "run": "gridflow.runner",
+         "solve": "gridflow.runner", "Frame": "gridflow.solver", "simulate": "gridflow.solver",
+         "Stepper": "gridflow.stepper"}
+
+
+def __getattr__(name: str):
+    """Import the numerical layers on first use of one of their names (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gridflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_case(path, *, overrides=()):
@@ -54,6 +91,8 @@ def validate(case, *, sampler, **kwargs) -> dict:
 def _trajectory(trajectory):
     """A :class:`~gridflow.trajectory.Trajectory` from a path, a Trajectory or an in-memory
     ``xarray.Dataset`` (from :func:`solve_dataset`, or one run of :func:`open_dataset`)."""
+    import numpy as np
+
     from gridflow.trajectory import Trajectory
 
     if isinstance(trajectory, Trajectory):
@@ -83,6 +122,8 @@ def sample(trajectory, *, time: float, n: int, seed=None):
     its own stream (:func:`gridflow.sampling.frame_generator`): samples of different frames are
     independent; a :class:`numpy.random.Generator` is used as it is.
     """
+
+    import numpy as np
 
     from gridflow.sampling import frame_generator, sample_grid_density
 

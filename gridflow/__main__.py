@@ -1,5 +1,11 @@
 """``python -m gridflow`` is the ``gridflow`` command."""
 
-from gridflow.cli import main
+import sys
+
+try:
+    from gridflow.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command line module is imported: as main would say it
+    print("gridflow: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

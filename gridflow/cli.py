@@ -1,12 +1,16 @@
-"""The ``gridflow`` command line (``python -m gridflow`` is the same)."""
+"""The ``gridflow`` command line (``python -m gridflow`` is the same).
+
+Its top-level imports are only what :func:`main` needs before its ``KeyboardInterrupt`` handler
+is in force (standard modules that the interpreter has loaded already, gridflow's errors and
+version); everything else is imported inside ``main``, so Ctrl-C at any moment after start-up is
+one line and exit status 130.
+"""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import sys
-import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +36,9 @@ MAX_REPLICATES = 10_000
 MAX_PARTICLE_COORDINATE = 1e100
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, inside main's handler
+    import argparse
+
     p = argparse.ArgumentParser(prog="gridflow", description=(
         "Exact grid solutions of the Fokker-Planck, Fisher-Rao and Wasserstein-Fisher-Rao flows "
         "(with geometric tempering), for validating particle samplers."))
@@ -264,9 +270,29 @@ def summary(tr) -> str:
         lines.append("frames:    none written")
     if "max_cell_peclet" in tr.attrs:
         lines.append(f"peclet:    {float(tr.attrs['max_cell_peclet']):.3g} (largest cell Peclet number h|grad log pi|)")
+    lines += _damage_lines(tr)
     if tr.attrs.get("warnings"):
         lines.append(f"warnings:  {_printable(tr.attrs['warnings'])}")
     return "\n".join(line for line in lines if not line.endswith(":"))
+
+
+def _damage_lines(tr) -> list[str]:
+    """Lines of :func:`summary` listing the damaged frames (at most 10 shown) and whether
+    ``--resume`` would accept the file."""
+    from gridflow.runner import resume_verdict
+    from gridflow.trajectory import damaged_frames
+
+    lines = []
+    damaged = damaged_frames(tr)
+    if damaged:
+        lines.append(f"damaged:   {len(damaged)} frame(s): " + ", ".join(str(k) for k, _, _ in damaged[:20])
+                     + (" ..." if len(damaged) > 20 else ""))
+        for k, t, problem in damaged[:10]:
+            lines.append(f"           frame {k} (t = {t:.10g}): {problem}")
+    if tr.status != "complete" or damaged:
+        ok, why = resume_verdict(tr)
+        lines.append(f"resume:    {'accepted' if ok else 'refused'}: {_printable(why)}")
+    return lines
 
 
 def _cmd_sample(args) -> int:
@@ -629,6 +655,8 @@ def _dispatch(args) -> int:
         return handlers[args.verb](args)
     except GridflowError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         kind = "error" if isinstance(exc, InputError) else "numerical failure"
         print(f"gridflow: {kind}: {_one_line(exc)}", file=sys.stderr)
@@ -637,6 +665,8 @@ def _dispatch(args) -> int:
         raise
     except OSError as exc:  # a file the command reads or writes
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         where = f" {_printable(exc.filename)}" if exc.filename else ""
         if exc.errno in _USER_ERRNOS:
@@ -651,6 +681,8 @@ def _dispatch(args) -> int:
         return 1
     except Exception as exc:  # a bug: say so plainly
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         print(f"gridflow: internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
               f"traceback, and please report it)", file=sys.stderr)

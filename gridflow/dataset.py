@@ -378,6 +378,8 @@ def solve_dataset(case: Any, *, target: DensityInput | None = None, initial: Den
     attrs = {"case": dumps_case(resolved), "flow": problem.flow, "scheme": scheme_description(problem.flux),
              "tolerance": float(resolved["time"].get("tolerance", 1e-7)),
              "total_steps": int(sum(f.steps for f in frames))}
+    if problem.max_cell_peclet is not None:
+        attrs["max_cell_peclet"] = float(problem.max_cell_peclet)
     if problem.warnings:
         attrs["warnings"] = "; ".join(problem.warnings)
     return frames_to_dataset(problem, frames, attrs=attrs)

@@ -42,8 +42,13 @@ Design decisions:
 * The file is created under a temporary name (``.NAME.PID.tmp`` beside it) and renamed to its
   final name as soon as it is in SWMR mode, before its first frame; from then on it is never
   replaced, so a reader that opened it sees every frame.  (A rebuild before the first frame,
-  for an undeclared extra dataset or attribute, renames again; a resumed run writes the old
-  frames into the new file before the rename, so the path never holds fewer frames.)
+  for an undeclared extra dataset or attribute, renames again.)  A resumed run continues the
+  file in place (:func:`open_for_append`: the flags a killed writer left are cleared as
+  ``h5clear -s`` does, :func:`clear_writer_flags`; HDF5's own file locking is off since
+  :class:`OutputLock` serialises writers and a SWMR reader's lock must not block the writer), so a
+  reader that holds the file sees the new frames.  Only a file that cannot be opened so (cut
+  short by a full disk, older layout) is rebuilt: its frames are written into a new file before
+  the rename, so the path never holds fewer frames.
   Temporary files of killed writers are removed by the next writer (:func:`remove_stale_temporaries`).
 * **Output safety.**  Only a regular file or a new path is written (:func:`check_output_path`:
   devices, FIFOs, sockets, directories and write-protected files are refused), and one writer
@@ -83,7 +88,7 @@ __all__ = [
     "create_dimension", "create_variable", "decode_attr", "fail", "first_line", "has_hdf5_signature",
     "left_by_swmr_writer",
     "load_xarray", "open_readonly", "read_attrs", "read_file", "remove_stale_temporaries", "reopen_writable",
-    "OutputLock", "check_output_path", "lock_path", "temporary_path", "trim_frames", "utc_now",
+    "OutputLock", "check_output_path", "clear_writer_flags", "open_for_append", "lock_path", "temporary_path", "trim_frames", "utc_now",
 ]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
@@ -342,6 +347,90 @@ def append_frame(f: h5py.File, k: int, t: float, values: Mapping[str, Any],
     ds.resize((k + 1,))
     ds[k] = t
     f.flush()
+
+
+def _lookup3(data: bytes, initval: int = 0) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata (superblock v2/v3)."""
+    m = 0xFFFFFFFF
+
+    def rot(x: int, k: int) -> int:
+        return ((x << k) | (x >> (32 - k))) & m
+
+    n = len(data)
+    a = b = c = (0xDEADBEEF + n + initval) & m
+    k = 0
+    while n > 12:
+        a = (a + int.from_bytes(data[k:k + 4], "little")) & m
+        b = (b + int.from_bytes(data[k + 4:k + 8], "little")) & m
+        c = (c + int.from_bytes(data[k + 8:k + 12], "little")) & m
+        a = (a - c) & m; a ^= rot(c, 4); c = (c + b) & m        # noqa: E702 - lookup3's mix, as published
+        b = (b - a) & m; b ^= rot(a, 6); a = (a + c) & m        # noqa: E702
+        c = (c - b) & m; c ^= rot(b, 8); b = (b + a) & m        # noqa: E702
+        a = (a - c) & m; a ^= rot(c, 16); c = (c + b) & m       # noqa: E702
+        b = (b - a) & m; b ^= rot(a, 19); a = (a + c) & m       # noqa: E702
+        c = (c - b) & m; c ^= rot(b, 4); b = (b + a) & m        # noqa: E702
+        n -= 12
+        k += 12
+    if n == 0:
+        return c
+    tail = data[k:k + n] + bytes(12 - n)
+    a = (a + int.from_bytes(tail[0:4], "little")) & m
+    b = (b + int.from_bytes(tail[4:8], "little")) & m
+    c = (c + int.from_bytes(tail[8:12], "little")) & m
+    c ^= b; c = (c - rot(b, 14)) & m                            # noqa: E702 - lookup3's final
+    a ^= c; a = (a - rot(c, 11)) & m                            # noqa: E702
+    b ^= a; b = (b - rot(a, 25)) & m                            # noqa: E702
+    c ^= b; c = (c - rot(b, 16)) & m                            # noqa: E702
+    a ^= c; a = (a - rot(c, 4)) & m                             # noqa: E702
+    b ^= a; b = (b - rot(a, 14)) & m                            # noqa: E702
+    c ^= b; c = (c - rot(b, 24)) & m                            # noqa: E702
+    return c
+
+
+def clear_writer_flags(path: Path) -> bool:
+    """Clear the "open for (SWMR) writing" flags a killed writer left in ``path``'s superblock
+    (what ``h5clear -s`` does), so that the file can be opened for writing again.
+
+    Only a version 3 superblock with 8-byte addresses whose checksum verifies, in a file at least
+    as long as its superblock's end-of-file address (nothing was lost by a failed flush), is
+    changed: the 48-byte superblock is rewritten with the flags byte cleared and its checksum
+    updated, in one ``pwrite`` (one disk sector).  True if the flags are
+    clear afterwards.  The caller must hold the output lock (no writer is alive)."""
+    try:
+        offset = _signature_offset(path)
+        if offset is None:
+            return False
+        with open(path, "r+b") as fh:
+            fh.seek(offset)
+            block = fh.read(48)
+            if len(block) < 48 or block[8] != 3 or block[9] != 8:
+                return False
+            if block[11] == 0:
+                return True
+            if _lookup3(block[:44]) != int.from_bytes(block[44:48], "little"):
+                return False
+            eof = int.from_bytes(block[28:36], "little")
+            if os.fstat(fh.fileno()).st_size < offset + eof:
+                return False
+            head = block[:11] + b"\x00" + block[12:44]
+            os.pwrite(fh.fileno(), head + _lookup3(head).to_bytes(4, "little"), offset)
+            os.fsync(fh.fileno())
+            return os.pread(fh.fileno(), 1, offset + 11) == b"\x00"
+    except OSError:
+        return False
+
+
+def open_for_append(path: Path) -> h5py.File | None:
+    """Open the existing file ``path`` for writing in place (read-write, outside SWMR mode, HDF5
+    file locking off: the caller holds the :class:`OutputLock`, and a SWMR reader's lock must not
+    stop the writer).  The flags of a killed writer are cleared first (:func:`clear_writer_flags`).
+    ``None`` if the file cannot be opened so (then it has not been changed, except for those flags)."""
+    if left_by_swmr_writer(path) and not clear_writer_flags(path):
+        return None
+    try:
+        return h5py.File(path, "r+", libver=LIBVER, locking=False)
+    except (OSError, RuntimeError, ValueError, TypeError):
+        return None
 
 
 def trim_frames(f: h5py.File, names: Iterable[str], frames: int) -> None:

@@ -162,6 +162,33 @@ def _resume_point(old, case: Mapping, *, grid: Grid | None = None,
     return frames, state
 
 
+def resume_verdict(old) -> tuple[bool, str]:
+    """Whether ``gridflow run CASE --resume`` with the case stored in trajectory ``old`` would
+    continue it, and why: ``(True, "continues from frame k (t = ...)")``, ``(True, ...)`` for a
+    file with no frames (computed from the start) or a complete one (nothing to do), or
+    ``(False, reason)`` with the reason --resume would give for refusing it."""
+    from gridflow.case import parse_case
+    from gridflow.errors import GridflowError
+
+    if old.status == "complete":
+        return True, "the run is complete: --resume leaves it as it is"
+    path = Path(old.path)
+    try:
+        text = str(old.attrs.get("case", ""))
+        case = parse_case(text, origin=f"the case stored in {path}")
+    except GridflowError as exc:
+        return False, str(exc).split("\n")[0]
+    except Exception as exc:  # noqa: BLE001 - a stored case that cannot even be resolved
+        return False, f"the stored case cannot be resolved ({type(exc).__name__}: {exc})"
+    try:
+        point = _resume_point(old, case)
+    except GridflowError as exc:
+        return False, str(exc).split("\n")[0]
+    if point is None:
+        return True, "no frames: --resume computes the trajectory from the start"
+    return True, f"continues from frame {len(old.time) - 1} (t = {float(old.time[-1]):.10g})"
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
@@ -279,7 +306,7 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
     transport = problem.flow in ("fokker-planck", "wfr")
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
-                          kinetic_energy=transport, frames=old_frames,
+                          kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames),
                           extra_names=("steps", "rejected_steps")) as writer:
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics

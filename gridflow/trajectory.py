@@ -26,9 +26,11 @@ Design decisions:
   Their ``_Netcdf4Dimid`` are time, x[, y], nv, dim, dim2 in that order.
 * **Metadata changes.**  SWMR forbids new objects and attributes: before the first frame the
   file is simply rebuilt (under a temporary name again, then renamed); after it, a new
-  ``extra`` dataset, :meth:`TrajectoryWriter.set_attrs` and the final ``status`` reopen the
-  file in ordinary read-write mode for a few milliseconds.  A file left by a killed writer is
-  opened by :func:`open_trajectory` with ``swmr=True``.
+  ``extra`` dataset or a new root attribute reopens the file in ordinary read-write mode for a
+  few milliseconds.  Existing attributes (the final ``status``, ``total_steps``) are overwritten
+  in place in SWMR mode.  A resumed run continues its file in place
+  (:meth:`TrajectoryWriter._continue_in_place`).  A file left by a killed writer is opened by
+  :func:`open_trajectory` with ``swmr=True``.
 """
 
 from __future__ import annotations
@@ -49,12 +51,17 @@ from gridflow.errors import OutputWriteError, TrajectoryFileError
 from gridflow.grid import Grid
 from gridflow.h5store import (LIBVER, STATUSES, AttrValue, FileKind, StatusFile, attr_value, create_dimension,
                               create_variable, decode_attr, fail, first_line, has_hdf5_signature, load_xarray,
-                              read_attrs, read_file, remove_stale_temporaries, utc_now)
+                              OutputLock, check_output_path, open_for_append, read_attrs, read_file,
+                              remove_stale_temporaries, trim_frames, utc_now)
 
-__all__ = ["FRAME_FIELDS", "Trajectory", "TrajectoryWriter", "open_trajectory"]
+__all__ = ["FRAME_FIELDS", "MASS_TOLERANCE", "Trajectory", "TrajectoryWriter", "damaged_frames", "open_trajectory"]
 
 FRAME_FIELDS = ("lambda", "mass", "kl", "kl_tempered", "fisher_information")
 """Scalar diagnostics stored once per frame, as ``(time)`` datasets."""
+
+MASS_TOLERANCE = 1e-6
+"""How far from 1 a frame's mass may be before the frame counts as damaged (the solver keeps it
+to round-off, ~1e-13)."""
 
 RESERVED_ATTRS = frozenset({"status", "gridflow_version", "created"})
 
@@ -130,9 +137,12 @@ class TrajectoryWriter(StatusFile):
     :meth:`write_frame` appends one frame and flushes.  Use as a context manager: on leaving it
     the status becomes ``complete``, ``interrupted`` (KeyboardInterrupt) or ``failed``.
 
-    ``frames`` (keyword arguments of :meth:`write_frame`, one mapping per frame) are written
-    into the new file before it takes the final name: a resumed run copies the frames of the
-    interrupted file this way, so no moment exists at which the path holds fewer frames.
+    ``frames`` (keyword arguments of :meth:`write_frame`, one mapping per frame) are the frames a
+    resumed run keeps.  With ``in_place`` the existing file at the path, which holds them, is
+    continued in place (:meth:`_continue_in_place`: never replaced, so a reader that holds it
+    open sees the new frames).  Otherwise, or if it cannot be opened for writing (a file cut
+    short by a full disk), they are written into a new file before it takes the final name, so
+    no moment exists at which the path holds fewer frames.
 
     ``extra_names`` declares ``extra`` diagnostics up front.  A name first seen in a later frame
     needs a new dataset, which SWMR forbids: before the first frame the file is rebuilt and
@@ -149,7 +159,7 @@ class TrajectoryWriter(StatusFile):
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
                  kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = (),
-                 extra_names: Sequence[str] = ()) -> None:
+                 extra_names: Sequence[str] = (), in_place: bool = False) -> None:
         super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
@@ -171,7 +181,66 @@ class TrajectoryWriter(StatusFile):
         for frame in self._initial_frames:
             self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
         self._check_parent()
-        self._create_file()
+        try:
+            if not (in_place and self._initial_frames and self._path.exists() and self._continue_in_place()):
+                self._create_file()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _continue_in_place(self) -> bool:
+        """Continue the existing file at the path, which holds the ``frames`` given at creation:
+        take the lock, open it for writing in place (:func:`gridflow.h5store.open_for_append`),
+        check that its first frames are at the given times, trim every per-frame dataset to them,
+        create any dataset this run needs that the file lacks, write the root attributes
+        (``status = running``) and enter SWMR mode.  The file is never replaced, so a reader that
+        holds it open sees the new frames.  False (nothing changed, the lock held) if the file
+        cannot be continued so (an older layout without ``log_density``, a file cut short by a full
+        disk); the caller then rebuilds it (:meth:`_create_file`)."""
+        check_output_path(self._path, noun="trajectory file")
+        self._lock = OutputLock(self._path, noun="trajectory file")
+        f = open_for_append(self._path)
+        if f is None:
+            return False
+        n = len(self._initial_frames)
+        times = np.array([float(frame["time"]) for frame in self._initial_frames])
+        try:
+            usable = (all(isinstance(f.get(name), h5py.Dataset) for name in (*_REQUIRED, "log_density"))
+                      and ("y" in f) == (self._grid.dim == 2) and f["time"].shape[0] >= n
+                      and np.array_equal(np.asarray(f["time"][:n], dtype=np.float64), times))
+        except (OSError, RuntimeError, KeyError, ValueError):
+            usable = False
+        if not usable:
+            f.close()
+            return False
+        self._file = f
+        try:
+            axes = ("x", "y")[: self._grid.dim]
+            self._dimid = {name: i for i, name in enumerate(("time", *axes, "nv", "dim", "dim2"))}
+            self._extra.extend(name for name in _time_series_names(f) if name not in self._extra)
+            trim_frames(f, ("time", *self._frame_datasets()), n)
+            self._frames = n
+            if self._path_flow and "velocity" not in f:
+                self._series("velocity", ("time", "dim", *axes), (self._grid.dim, *self._grid.shape), frames=n)
+            if self._kinetic and "kinetic_energy" not in f:
+                self._series("kinetic_energy", ("time",), (), frames=n)
+            for name in self._extra:
+                if name not in f:
+                    self._extra_series(name)
+            for key, value in self._root.items():
+                f.attrs[key] = value
+            f.attrs["gridflow_version"] = __version__
+            f.attrs["status"] = "running"
+            f.flush()
+            f.swmr_mode = True
+        except BaseException:
+            self._handles.clear()
+            self._file = None
+            f.close()
+            raise
+        self._last_time = float(times[-1])
+        self._initial_frames = []
+        return True
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -447,6 +516,35 @@ class Trajectory:
         raise TrajectoryFileError(
             f"No saved frame at t = {t:g}{where}: the file {held}. Ask for one of the saved times "
             "(listed by `gridflow info`), or rerun with this time among the save times.")
+
+
+def damaged_frames(tr: Trajectory) -> list[tuple[int, float, str]]:
+    """Every damaged frame of ``tr`` as ``(index, time, problem)``: a time that is NaN, infinite
+    or not after the previous frame's, a density that is not finite, negative, or of mass off 1
+    by more than :data:`MASS_TOLERANCE`.  Empty for a sound trajectory."""
+    found: list[tuple[int, float, str]] = []
+    vol = tr.grid.cell_volume if len(tr.time) else 1.0
+    last = -math.inf
+    for k, t in enumerate(np.asarray(tr.time, dtype=float)):
+        problems = []
+        if not math.isfinite(t):
+            problems.append(f"time is {float(t)}")
+        elif t <= last:
+            problems.append(f"time not after the previous frame's ({last:.10g})")
+        if math.isfinite(t):
+            last = max(last, t)
+        rho = np.asarray(tr.density[k], dtype=float)
+        if not np.all(np.isfinite(rho)):
+            problems.append(f"density not finite in {int(np.count_nonzero(~np.isfinite(rho)))} cells")
+        else:
+            if np.any(rho < 0):
+                problems.append(f"negative density (min {float(rho.min()):.3g})")
+            mass = float(rho.sum() * vol)
+            if not abs(mass - 1.0) <= MASS_TOLERANCE:
+                problems.append(f"mass {mass:.12g}, not 1")
+        if problems:
+            found.append((k, float(t), "; ".join(problems)))
+    return found
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -360,6 +360,33 @@ def test_info_strips_control_characters(tmp_path, capsys):
     assert "red \\x1b[31mALERT\\x1b[0m \\u202eevil\\x0dover" in text
 
 
+def test_info_lists_damaged_frames_and_the_resume_verdict(tmp_path, good_run, capsys):
+    capsys.readouterr()
+    assert main(["info", str(good_run)]) == 0
+    text = capsys.readouterr().out
+    assert "damaged:" not in text and "resume:" not in text      # a sound complete file: nothing to say
+    with h5py.File(good_run, "r+") as f:                        # 5 frames, t = 0 .. 1
+        f.attrs["status"] = "interrupted"
+    assert main(["info", str(good_run)]) == 0
+    assert "resume:    accepted: continues from frame 4 (t = 1)" in capsys.readouterr().out
+    with h5py.File(good_run, "r+") as f:
+        rho = f["density"][1]
+        rho[7] = -0.5                                            # frame 1: negative, and mass off by 0.5 * dx
+        f["density"][1] = rho
+        f["time"][3] = np.nan                                    # frame 3: NaN time
+        f["time"][4] = 0.5                                       # frame 4: time before frame 2's
+        rho = f["density"][2]
+        f["density"][2] = rho * 1.01                             # frame 2: mass 1.01
+    assert main(["info", str(good_run)]) == 0
+    text = capsys.readouterr().out
+    assert "damaged:   4 frame(s): 1, 2, 3, 4" in text
+    assert "frame 1 (t = 0.25): negative density (min -0.5); mass" in text
+    assert "frame 2 (t = 0.5): mass 1.01" in text
+    assert "frame 3 (t = nan): time is nan" in text
+    assert "frame 4 (t = 0.5): time not after the previous frame's (0.5)" in text
+    assert "resume:    refused: Cannot resume" in text and "frame 1 (t = 0.25) has a negative density" in text
+
+
 NOISY_VERB = """
 import sys, warnings
 import numpy as np
@@ -414,6 +441,47 @@ def test_sigint_to_a_running_command_is_one_line_and_130(tmp_path, delay):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err == "gridflow: interrupted\n", (proc.returncode, err)
+
+
+SIGINT_DELAYS = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0]
+
+
+def test_sigint_at_any_moment_of_a_run_subprocess(tmp_path):
+    """SIGINT to `python -m gridflow run CASE` at 0.05 .. 1 s after its start (during start-up, the
+    imports, the run): one line and exit status 130 (or 0 if it finished), never a traceback from
+    gridflow's code.  Before gridflow's first line runs (the interpreter's own start-up: site,
+    .pth files) Python itself handles the signal; that is told apart by the absence of any
+    gridflow frame and allowed only for delays shorter than the bare interpreter's start-up."""
+    import signal
+    import time
+
+    case = _write(tmp_path, GOOD.replace("end = 1.0", "end = 20.0").replace("save_every = 0.25", "save_every = 0.5"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+    bare = time.monotonic() - start                     # the interpreter's start-up, before any gridflow code
+    seen = []
+    for delay in SIGINT_DELAYS:
+        out = tmp_path / f"out{delay}.h5"
+        proc = subprocess.Popen([sys.executable, "-m", "gridflow", "run", str(case), "-q", "-o", str(out)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        seen.append((delay, proc.returncode, err))
+        if "Traceback" in err or err == "":            # Python's own start-up got the signal
+            assert f"{os.sep}gridflow{os.sep}" not in err and delay <= 2 * bare + 0.05, (delay, bare, proc.returncode, err)
+            continue
+        # 130, or killed by SIGINT (which a shell also reports as 130: Python re-raises the signal at exit
+        # when a KeyboardInterrupt passed through C code that records it, after main has handled it)
+        assert (proc.returncode, err) in ((130, "gridflow: interrupted\n"), (-signal.SIGINT, "gridflow: interrupted\n"),
+                                          (0, f"wrote {out}\n")), seen
+        if out.exists() and proc.returncode == 130:
+            from gridflow.trajectory import open_trajectory
+
+            assert open_trajectory(out).status == "interrupted"
+    assert sum(err == "gridflow: interrupted\n" for _, code, err in seen) >= 3, seen
 
 
 def test_closed_stdout_ends_quietly(tmp_path, good_run, normal_samples):

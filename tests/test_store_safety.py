@@ -209,6 +209,62 @@ def test_a_kill_at_any_moment_leaves_a_readable_file_with_a_truthful_status(tmp_
     assert open_trajectory(path).status == "complete" and len(open_trajectory(path).time) == 101
 
 
+READER_BEFORE = textwrap.dedent("""
+    import sys, h5py
+    f = h5py.File(sys.argv[1], "r", swmr=True)
+    print(len(f["time"]), f.attrs["status"], flush=True)
+    sys.stdin.readline()
+    f["time"].refresh()
+    f["density"].refresh()
+    print(len(f["time"]), f["time"][-1], f["density"].shape[0], flush=True)
+    f.close()
+""")
+
+
+def _stopped_run(path: Path, sig: int) -> None:
+    """Start `gridflow run` and stop it by ``sig`` once it has written a few frames (and before the end)."""
+    proc = subprocess.Popen([sys.executable, "-m", "gridflow", *_run_args(path)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not path.exists() or len(open_trajectory(path).time) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, "interrupted"), (signal.SIGKILL, "running")])
+def test_resume_continues_the_file_in_place_under_a_swmr_reader(tmp_path, sig, status):
+    """--resume appends to the same file (same inode, never renamed over), also a file a SIGKILL left
+    flagged "open for writing": a SWMR reader opened before the resume sees every new frame after it."""
+    path = tmp_path / "out.h5"
+    _stopped_run(path, sig)
+    before = open_trajectory(path)
+    held = len(before.time)
+    if before.status == "complete":  # pragma: no cover - the run finished before the signal
+        pytest.skip("the run ended before the signal")
+    assert before.status == status and 3 <= held < 101
+    inode = os.stat(path).st_ino
+    reader = subprocess.Popen([sys.executable, "-c", READER_BEFORE, str(path)], env=ENV, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = reader.stdout.readline().split()
+        assert line and int(line[0]) >= held and line[1] == status, reader.stderr.read()
+        assert main(_run_args(path, "--resume")) == 0       # with the reader open all along
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        n, last, rows = reader.stdout.readline().split()
+        assert (int(n), float(last), int(rows)) == (101, 10.0, 101)  # the reader's file got the new frames
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=60)
+    assert os.stat(path).st_ino == inode
+    after = open_trajectory(path)
+    assert after.status == "complete" and len(after.time) == 101 and after.attrs["resumed_at"] == before.time[-1]
+    np.testing.assert_array_equal(after.density[:held], before.density)
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "out.h5"]  # no temporary, no lock left
+
+
 # -- I/O errors mid-run and SIGTERM -----------------------------------------------------------
 
 FSIZE_RUN = textwrap.dedent("""
