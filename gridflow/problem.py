@@ -83,7 +83,8 @@ class Problem:
         schedule = schedule_from_table(tempering["schedule"] if tempering else None)
         flux = flow.get("flux", "scharfetter-gummel")
         peclet, message = check_peclet(grid=grid, log_reference=log_reference, log_target=log_target,
-                                       schedule=schedule, flow=kind, flux=flux)
+                                       schedule=schedule, flow=kind, flux=flux,
+                                       log_initial=log_initial)
         if message:
             warns.append(message)
         return cls(

@@ -200,32 +200,45 @@ def lambda_range(schedule) -> tuple[float, ...]:
     return (0.0, 1.0)
 
 
-def axis_peclet(log_densities, grid: Grid) -> tuple[float, ...]:
+#: an edge counts for the Peclet number only where some density of the run (initial, reference,
+#: target) puts at least this mass in one of its two cells: the far corners of a box, where no
+#: density lives, do not decide the accuracy
+PECLET_MASS = 1e-12
+
+
+def axis_peclet(log_densities, grid: Grid, *, occupied: np.ndarray | None = None) -> tuple[float, ...]:
     """Per axis, the largest |log pi_i - log pi_j| over the edges (i, j) along it and the given log densities.
 
     That is the cell Péclet number h |d log pi / dx| of each edge (for a smooth pi, up to O(h^3));
-    periodic grids include the edge that wraps around.
+    periodic grids include the edge that wraps around.  With ``occupied`` (a boolean per cell) only
+    edges with an occupied cell on either side count.
     """
     out = []
     for axis in range(grid.dim):
         worst = 0.0
         for values in log_densities:
-            d = np.diff(values, axis=axis)
-            if d.size:
-                worst = max(worst, float(np.max(np.abs(d))))
+            d = np.abs(np.diff(values, axis=axis))
             if grid.periodic and values.shape[axis] > 1:
-                wrap = np.take(values, [0], axis=axis) - np.take(values, [-1], axis=axis)
-                worst = max(worst, float(np.max(np.abs(wrap))))
+                wrap = np.abs(np.take(values, [0], axis=axis) - np.take(values, [-1], axis=axis))
+                d = np.concatenate([d, wrap], axis=axis)
+            if occupied is not None and d.size:
+                occ = occupied | np.roll(occupied, -1, axis=axis)
+                occ = occ if grid.periodic else np.delete(occ, -1, axis=axis)
+                d = d[occ]
+            if d.size:
+                worst = max(worst, float(np.max(d)))
         out.append(worst)
     return tuple(out)
 
 
 def check_peclet(*, grid: Grid, log_reference: np.ndarray, log_target: np.ndarray, schedule, flow: str,
-                 flux: str) -> tuple[float | None, str | None]:
+                 flux: str, log_initial: np.ndarray | None = None) -> tuple[float | None, str | None]:
     """The largest cell Péclet number of a run and, if it calls for one, a one-line warning.
 
     The number is the largest |Delta log pi_lambda| across one cell edge, over the axes, the box and the
-    lambda the schedule reaches (:func:`lambda_range`); it is ``None`` for flows without a transport part.
+    lambda the schedule reaches (:func:`lambda_range`), counting the edges next to a cell where the
+    initial density or some pi_lambda holds mass >= :data:`PECLET_MASS`; it is ``None`` for flows
+    without a transport part.
     With the Scharfetter–Gummel flux and a number above :data:`MAX_CELL_PECLET` a
     :class:`~gridflow.errors.PecletWarning` is issued and its message returned: it names the cell width
     (and count) that brings the number under the threshold and the log-mean flux, which stays second order.
@@ -238,7 +251,10 @@ def check_peclet(*, grid: Grid, log_reference: np.ndarray, log_target: np.ndarra
         return None, None
     logs = [log_reference + lam * (log_target - log_reference) if lam != 1.0 else log_target
             for lam in lambda_range(schedule)]
-    per_axis = axis_peclet(logs, grid)
+    occupied = np.zeros(grid.shape, dtype=bool)
+    for values in [*logs, *(() if log_initial is None else (log_initial,))]:
+        occupied |= values - logsumexp(values) >= np.log(PECLET_MASS)   # cell mass >= PECLET_MASS
+    per_axis = axis_peclet(logs, grid, occupied=occupied)
     peclet = max(per_axis)
     if flux != "scharfetter-gummel" or not peclet > MAX_CELL_PECLET:
         return peclet, None

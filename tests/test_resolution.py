@@ -132,10 +132,15 @@ def test_zero_initial_density_is_refused_with_the_right_reason():
 # --------------------------------------------------------------------------- cell Péclet number
 
 def _peclet_case(*, cells: int, target_var: float, flux: str | None = None, flow: str = "fokker-planck",
-                 schedule=None, initial_var: float = 1.0, length: float = 10.0) -> dict:
+                 schedule=None, initial_var: float = 4.0, length: float = 10.0) -> dict:
+    """The initial density N(0, 4) puts mass >= 1e-12 in every cell of [-10, 10] (7e-8 in the outermost at
+    h = 0.1; below the box-edge warning), so every edge counts
+    for the Peclet number; a tempered case has the reference N(0, 1)."""
     case = make_case(lower=[-length], upper=[length], cells=[cells], flow=flow,
                      initial=gaussian([0.0], [[initial_var]]), target=gaussian([0.0], [[target_var]]),
                      schedule=schedule)
+    if schedule is not None:
+        case["tempering"]["reference"] = gaussian([0.0], [[1.0]])
     if flux is not None:
         case["flow"]["flux"] = flux
     return case
@@ -185,7 +190,7 @@ def test_peclet_warning_names_the_cell_width_and_the_log_mean_flux():
     assert peclet > MAX_CELL_PECLET
     with pytest.warns(PecletWarning) as record:
         problem = Problem.from_case(_peclet_case(cells=cells, target_var=var))
-    message = str(record[0].message)
+    message = str(next(r for r in record if issubclass(r.category, PecletWarning)).message)
     cells_needed = int(np.ceil(2 * length / (PECLET_MARGIN * h * MAX_CELL_PECLET / peclet)))
     assert cells_needed == 440      # 20 / (0.9 * 0.1 * 2 / 3.96)
     assert f"{peclet:.3g}" in message and f"{2 * length / cells_needed:.3g} along x" in message
@@ -208,7 +213,8 @@ def test_peclet_warning_names_the_cell_width_and_the_log_mean_flux():
 def test_peclet_is_stored_in_the_file_and_shown_by_info(tmp_path, capsys):
     path = tmp_path / "case.toml"
     path.write_text(CASE.format(lo=-10.0, hi=10.0, cells=200, target='kind = "gaussian"\nmean = [0.0]\ncov = [[0.25]]',
-                                initial=N01, tempering="", save=1.0).replace('kind = "wfr"', 'kind = "fokker-planck"')
+                                initial=N01.replace("[[1.0]]", "[[4.0]]"), tempering="", save=1.0)
+                    .replace('kind = "wfr"', 'kind = "fokker-planck"')
                     .replace("end = 2.0", "end = 0.01").replace("save_every = 1.0", "save_every = 0.01"))
     out = tmp_path / "out.h5"
     from gridflow.cli import _format_warning
@@ -227,3 +233,22 @@ def test_peclet_is_stored_in_the_file_and_shown_by_info(tmp_path, capsys):
     assert "Peclet" in attrs["warnings"]
     assert main(["info", str(out)]) == 0
     assert "peclet:    3.96" in capsys.readouterr().out
+
+
+def test_peclet_counts_only_edges_where_some_density_lives():
+    """With the initial density N(0, 1) as well, the cells beyond |x| ~ 7 hold less than 1e-12 of every
+    density: the outermost counted edge is the outer edge of the outermost cell whose exact mass
+    (by the normal CDF) reaches 1e-12."""
+    from scipy.stats import norm
+
+    from gridflow.resolution import PECLET_MASS
+
+    length, cells, var = 10.0, 200, 1.0
+    h = 2 * length / cells
+    problem = _quiet_problem(_peclet_case(cells=cells, target_var=var, initial_var=1.0))
+    edges = np.linspace(-length, length, cells + 1)
+    mass = np.diff(norm.cdf(edges))
+    occupied = np.flatnonzero(mass >= PECLET_MASS)
+    outer = min(edges[occupied[-1] + 1], length - h)          # outer edge of the outermost occupied cell
+    assert outer < length - h                                 # the mask does cut the box
+    assert problem.max_cell_peclet == pytest.approx(h * outer / var, rel=1e-9)
