@@ -1,4 +1,4 @@
-"""Speed of ``gridflow.metrics.compare`` (sample/compare issue, budget cases).
+"""Speed of ``gridflow.analysis.metrics.compare`` (sample/compare issue, budget cases).
 
 Targets on the 2-core reference machine:
   * 1D: 1e5 particles against a 4096-cell frame: under 2 s;
@@ -18,9 +18,9 @@ import statistics
 
 import numpy as np
 
-from gridflow.grid import Grid
-from gridflow.metrics import compare
-from gridflow.sampling import sample_grid_density
+from gridflow.core.grid import Grid
+from gridflow.analysis.metrics import compare
+from gridflow.particles.grid_sampling import sample_grid_density
 
 from timing import measure  # benchmarks/timing.py (scripts run from benchmarks/)
 

@@ -4,7 +4,7 @@ Targets on the 2-core reference machine, tolerance 1e-6:
   * 1D tempered WFR, 4096 cells, to t = 10: under 1 s;
   * 2D tempered WFR, 256 x 256 cells, to t = 2: under 20 s.
 
-Times the whole solve with diagnostics at every saved frame (``gridflow.runner.solve``),
+Times the whole solve with diagnostics at every saved frame (``gridflow.io.runner.solve``),
 and, with --file, the full ``run`` that also writes the trajectory file.  Prints the median
 and the spread of ``--repeat`` runs.
 
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--file", action="store_true", help="also time the full run writing the HDF5 file")
     args = ap.parse_args()
-    from gridflow.runner import run, solve
+    from gridflow.io.runner import run, solve
 
     for name, make, budget in (("1D tempered WFR 4096 cells, t=10", case_1d, 1.0),
                                ("2D tempered WFR 256x256, t=2", case_2d, 20.0)):

@@ -1,4 +1,4 @@
-"""Speed of the reference samplers (gridflow.samplers): time per step and per particle-step.
+"""Speed of the reference samplers (gridflow.particles.samplers): time per step and per particle-step.
 
 Runs every sampler on its flow for a 1D bimodal case (½N(0,1) + ½N(4,1) from N(0,1)) and a 2D
 two-mode case, with N particles and step 0.01 to t = 1 (100 steps), and prints the median of
@@ -14,8 +14,8 @@ import argparse
 import statistics
 import time
 
-from gridflow.case import parse_case
-from gridflow.samplers import SAMPLERS, ParticleModel, make_sampler
+from gridflow.io.case import parse_case
+from gridflow.particles.samplers import SAMPLERS, ParticleModel, make_sampler
 
 
 def gaussian(mean, cov):

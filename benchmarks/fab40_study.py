@@ -2,7 +2,7 @@
 
 Each configuration (cells per axis, flux) runs in its own process (so that the peak memory,
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, is that run's alone), one at a time, through the same
-code path as ``gridflow run`` (:func:`gridflow.runner.run` writing a trajectory file, which is then read
+code path as ``gridflow run`` (:func:`gridflow.io.runner.run` writing a trajectory file, which is then read
 back and compared with the closed form at every saved time).  Results are appended to a JSON file, so an
 interrupted study continues where it stopped; then the figures ``docs/figures/fab40_l1_cells.png`` and
 ``docs/figures/fab40_l1_time.png`` and the markdown table ``docs/figures/fab40_table.md`` are written.
@@ -36,9 +36,9 @@ def one_run(cells: int, flux: str, end: float, tolerance: float) -> dict:
     """Run the FAB-40 case at ``cells``^2 with ``flux`` to ``end``; L1 per saved time, wall time, peak RSS."""
     import warnings
 
-    from gridflow.case import parse_case
-    from gridflow.runner import run
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.case import parse_case
+    from gridflow.io.runner import run
+    from gridflow.io.trajectory import open_trajectory
 
     times = [s for s in fab40.SAVE_TIMES if s <= end]
     text = fab40.fp_case_text(cells=cells, flux=flux, save_times=times, tolerance=tolerance)

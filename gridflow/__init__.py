@@ -13,9 +13,9 @@ The Python API mirrors the command line::
     x = gridflow.sample(path, time=4.0, n=1000, seed=1)          # exact iid samples of rho_4
     result = gridflow.compare(path, particles, time=4.0)          # distances, noise floors, p-value
 
-Lower layers are plain objects: :class:`~gridflow.grid.Grid`, :class:`~gridflow.problem.Problem`
-(densities as log arrays), :class:`~gridflow.stepper.Stepper` (the time integrator) and
-:func:`~gridflow.fokker_planck.generator` (the Scharfetter–Gummel matrix as ``scipy.sparse``).
+Lower layers are plain objects: :class:`~gridflow.core.grid.Grid`, :class:`~gridflow.core.problem.Problem`
+(densities as log arrays), :class:`~gridflow.time.stepper.Stepper` (the time integrator) and
+:func:`~gridflow.flows.fokker_planck.generator` (the Scharfetter–Gummel matrix as ``scipy.sparse``).
 """
 
 import sys as _sys
@@ -46,9 +46,9 @@ except KeyboardInterrupt:
 # The numerical layers (numpy, scipy) are imported on first use of these names, not by
 # ``import gridflow``: the ``gridflow`` command imports this package before its ``main`` runs, and
 # only inside ``main`` is Ctrl-C one line and exit status 130 (gridflow.cli.main).
-_LAZY = {"Grid": "gridflow.grid", "Problem": "gridflow.problem", "run": "gridflow.runner",
-         "solve": "gridflow.runner", "Frame": "gridflow.solver", "simulate": "gridflow.solver",
-         "Stepper": "gridflow.stepper"}
+_LAZY = {"Grid": "gridflow.core.grid", "Problem": "gridflow.core.problem", "run": "gridflow.io.runner",
+         "solve": "gridflow.io.runner", "Frame": "gridflow.time.solver", "simulate": "gridflow.time.solver",
+         "Stepper": "gridflow.time.stepper"}
 
 
 def __getattr__(name: str):
@@ -68,32 +68,32 @@ def __dir__() -> list[str]:
 
 
 def load_case(path, *, overrides=()):
-    """Read, validate and resolve a case file (see :func:`gridflow.case.load_case`)."""
-    from gridflow.case import load_case as _load
+    """Read, validate and resolve a case file (see :func:`gridflow.io.case.load_case`)."""
+    from gridflow.io.case import load_case as _load
 
     return _load(path, overrides=overrides)
 
 
 def open_trajectory(path, *, as_xarray=False):
-    """Open a trajectory file (see :func:`gridflow.trajectory.open_trajectory`)."""
-    from gridflow.trajectory import open_trajectory as _open
+    """Open a trajectory file (see :func:`gridflow.io.trajectory.open_trajectory`)."""
+    from gridflow.io.trajectory import open_trajectory as _open
 
     return _open(path, as_xarray=as_xarray)
 
 
 def validate(case, *, sampler, **kwargs) -> dict:
-    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"); see :func:`gridflow.validation.validate`."""
-    from gridflow.validation import validate as _validate
+    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"); see :func:`gridflow.analysis.validation.validate`."""
+    from gridflow.analysis.validation import validate as _validate
 
     return _validate(case, sampler=sampler, **kwargs)
 
 
 def _trajectory(trajectory):
-    """A :class:`~gridflow.trajectory.Trajectory` from a path, a Trajectory or an in-memory
+    """A :class:`~gridflow.io.trajectory.Trajectory` from a path, a Trajectory or an in-memory
     ``xarray.Dataset`` (from :func:`solve_dataset`, or one run of :func:`open_dataset`)."""
     import numpy as np
 
-    from gridflow.trajectory import Trajectory
+    from gridflow.io.trajectory import Trajectory
 
     if isinstance(trajectory, Trajectory):
         return trajectory
@@ -117,15 +117,15 @@ def _trajectory(trajectory):
 def sample(trajectory, *, time: float, n: int, seed=None):
     """Exact iid samples (n x dim) of the saved density at ``time`` (``gridflow sample``).
 
-    ``trajectory`` is a path, an opened :class:`~gridflow.trajectory.Trajectory` or an in-memory
+    ``trajectory`` is a path, an opened :class:`~gridflow.io.trajectory.Trajectory` or an in-memory
     ``xarray.Dataset`` of one run (:func:`solve_dataset`).  An integer ``seed`` gives each frame
-    its own stream (:func:`gridflow.sampling.frame_generator`): samples of different frames are
+    its own stream (:func:`gridflow.particles.grid_sampling.frame_generator`): samples of different frames are
     independent; a :class:`numpy.random.Generator` is used as it is.
     """
 
     import numpy as np
 
-    from gridflow.sampling import frame_generator, sample_grid_density
+    from gridflow.particles.grid_sampling import frame_generator, sample_grid_density
 
     if int(n) < 1:
         raise InputError(f"n must be a positive number of samples, got {n}.")
@@ -139,21 +139,21 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
             metrics="default") -> dict:
     """Compare a particle ensemble with the saved density at ``time`` (``gridflow compare``).
 
-    ``trajectory`` is a path, a :class:`~gridflow.trajectory.Trajectory` or an in-memory
+    ``trajectory`` is a path, a :class:`~gridflow.io.trajectory.Trajectory` or an in-memory
     ``xarray.Dataset`` of one run (:func:`solve_dataset`).
 
     Returns the dictionary ``gridflow compare --json`` prints: ``time``, ``n``, ``distances``,
-    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.metrics.compare`); ``mode_masses``
+    ``noise_floor``, ``p_value`` and more (see :func:`gridflow.analysis.metrics.compare`); ``mode_masses``
     when the case's target is a mixture.  ``ess`` states the ensemble's effective size.  ``metrics``
     chooses the distances as ``--metrics`` does (default: all but the O(N^2) ``mmd``; ``"all"``).
 
     ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
     pairs; ``ess`` one number or one per ensemble): they are tested together with the
     between-replicate variation, calibrated whatever the correlation within an ensemble
-    (:func:`gridflow.metrics.compare_replicates`).
+    (:func:`gridflow.analysis.metrics.compare_replicates`).
     """
-    from gridflow.metrics import _replicate_list, compare as _compare, compare_replicates, mixture_modes
-    from gridflow.sampling import check_samples
+    from gridflow.analysis.metrics import _replicate_list, compare as _compare, compare_replicates, mixture_modes
+    from gridflow.particles.grid_sampling import check_samples
 
     tr = _trajectory(trajectory)
     i = tr.frame(time)
@@ -169,23 +169,23 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
 
 def solve_dataset(case, *, target=None, initial=None, reference=None, overrides=()):
     """Solve in memory and return an ``xarray.Dataset``; densities may be Python callables
-    ``log_density(x[, y])`` or arrays (see :func:`gridflow.dataset.solve_dataset`)."""
-    from gridflow.dataset import solve_dataset as _solve
+    ``log_density(x[, y])`` or arrays (see :func:`gridflow.io.dataset.solve_dataset`)."""
+    from gridflow.io.dataset import solve_dataset as _solve
 
     return _solve(case, target=target, initial=initial, reference=reference, overrides=overrides)
 
 
 def open_dataset(index, *, status="complete"):
     """A sweep's runs as one ``xarray.Dataset`` with a ``run`` dimension and the swept parameters as
-    coordinates (see :func:`gridflow.dataset.open_dataset`)."""
-    from gridflow.dataset import open_dataset as _open
+    coordinates (see :func:`gridflow.io.dataset.open_dataset`)."""
+    from gridflow.io.dataset import open_dataset as _open
 
     return _open(index, status=status)
 
 
 def sweep(sweep_file, *, output=None, workers=None, progress=False):
-    """Run a sweep file (``gridflow sweep``; see :func:`gridflow.sweep.run_sweep`); return its index.csv path."""
-    from gridflow.sweep import run_sweep
+    """Run a sweep file (``gridflow sweep``; see :func:`gridflow.batch.sweep.run_sweep`); return its index.csv path."""
+    from gridflow.batch.sweep import run_sweep
 
     return run_sweep(sweep_file, output=output, workers=workers, progress=progress)
 

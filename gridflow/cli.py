@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, inside 
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their parameters, run nothing")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    from gridflow.validation import add_parser as add_validate_parser
+    from gridflow.analysis.validation import add_parser as add_validate_parser
 
     add_validate_parser(sub)
 
@@ -157,7 +157,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.Path
 
     Refused (:class:`InputError`): a NUL byte or a component longer than the file system allows;
     a path that is one of the command's ``inputs``; an existing directory, device, FIFO, socket or
-    write-protected file (:func:`gridflow.h5store.check_output_path`); a new path whose directory
+    write-protected file (:func:`gridflow.io.h5store.check_output_path`); a new path whose directory
     (the nearest existing one: missing directories are created) the user cannot write to.
     Returns the path.
     """
@@ -191,7 +191,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.Path
     except OSError as exc:
         raise InputError(f"Cannot use the {what} {text} ({exc.strerror}); check the path.") from None
     if st is not None:  # an existing path: the store's own check (devices, FIFOs, directories, write-protected)
-        from gridflow.h5store import check_output_path as check_existing
+        from gridflow.io.h5store import check_output_path as check_existing
 
         check_existing(p, noun=what)
         return p
@@ -218,8 +218,8 @@ def _printable(text: object) -> str:
 
 
 def _cmd_run(args) -> int:
-    from gridflow.case import check_memory, load_case
-    from gridflow.runner import run
+    from gridflow.io.case import check_memory, load_case
+    from gridflow.io.runner import run
 
     case = load_case(args.case, overrides=args.overrides)
     target = Path(args.output if args.output is not None else case["output"]["path"])
@@ -228,7 +228,7 @@ def _cmd_run(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     done_before = False
     if args.resume:
-        from gridflow.trajectory import trajectory_attrs
+        from gridflow.io.trajectory import trajectory_attrs
 
         done_before = target.exists() and trajectory_attrs(target).get("status") == "complete"
     path = run(case, output=args.output, progress=progress, resume=args.resume)
@@ -240,7 +240,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.trajectory import open_trajectory
 
     tr = open_trajectory(args.file)
     print(summary(tr))
@@ -279,8 +279,8 @@ def summary(tr) -> str:
 def _damage_lines(tr) -> list[str]:
     """Lines of :func:`summary` listing the damaged frames (at most 10 shown) and whether
     ``--resume`` would accept the file."""
-    from gridflow.runner import resume_verdict
-    from gridflow.trajectory import damaged_frames
+    from gridflow.io.runner import resume_verdict
+    from gridflow.io.trajectory import damaged_frames
 
     lines = []
     damaged = damaged_frames(tr)
@@ -296,8 +296,8 @@ def _damage_lines(tr) -> list[str]:
 
 
 def _cmd_sample(args) -> int:
-    from gridflow.sampling import frame_generator, sample_grid_density, save_samples
-    from gridflow.trajectory import open_trajectory
+    from gridflow.particles.grid_sampling import frame_generator, sample_grid_density, save_samples
+    from gridflow.io.trajectory import open_trajectory
 
     n = _count(args.n, option="-n", minimum=1, maximum=MAX_SAMPLES,
                reason="the samples are held in memory (8 bytes per coordinate); draw several files with different "
@@ -334,9 +334,9 @@ def _cmd_compare(args) -> int:
 
     import numpy as np
 
-    from gridflow.metrics import check_metrics, compare, compare_replicates, mixture_modes
-    from gridflow.sampling import EnsembleSource, common_times
-    from gridflow.trajectory import open_trajectory
+    from gridflow.analysis.metrics import check_metrics, compare, compare_replicates, mixture_modes
+    from gridflow.particles.grid_sampling import EnsembleSource, common_times
+    from gridflow.io.trajectory import open_trajectory
 
     bootstrap = _count(args.bootstrap, option="--bootstrap", maximum=MAX_BOOTSTRAP,
                        reason="each replicate costs one full comparison, and 1e5 replicates already resolve "
@@ -489,8 +489,8 @@ def _cell_text(value) -> str:
 
 
 def _cmd_plot(args) -> int:
-    from gridflow.plot import animate_trajectory, check_figure_path, plot_trajectory
-    from gridflow.trajectory import open_trajectory
+    from gridflow.analysis.plot import animate_trajectory, check_figure_path, plot_trajectory
+    from gridflow.io.trajectory import open_trajectory
 
     out = Path(args.output) if args.output else Path(args.file).with_suffix(".png")
     check_output_path(out, inputs=[args.file], what="figure file")
@@ -563,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from gridflow.validation import command
+    from gridflow.analysis.validation import command
 
     _validate_limits(args)
     return command(args)
@@ -587,7 +587,7 @@ def _validate_limits(args) -> None:
     positive = [h for h in steps if h > 0.0 and h == h and h != float("inf")]
     case = _validate_case(args)
     if case is not None:
-        from gridflow.case import check_memory
+        from gridflow.io.case import check_memory
 
         check_memory(case)
     if positive:
@@ -607,11 +607,11 @@ def _validate_case(args) -> dict | None:
     try:
         path = Path(args.case)
         if path.suffix.lower() in (".h5", ".hdf5", ".nc"):
-            from gridflow.case import parse_case
-            from gridflow.trajectory import trajectory_attrs
+            from gridflow.io.case import parse_case
+            from gridflow.io.trajectory import trajectory_attrs
 
             return parse_case(str(trajectory_attrs(path).get("case", "")), overrides=args.overrides)
-        from gridflow.case import load_case
+        from gridflow.io.case import load_case
 
         return load_case(path, overrides=args.overrides)
     except (GridflowError, KeyError, TypeError, ValueError, OSError):
@@ -637,7 +637,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from gridflow.sweep import command
+    from gridflow.batch.sweep import command
 
     return command(args)
 

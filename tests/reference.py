@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from gridflow.grid import Grid
+from gridflow.core.grid import Grid
 
 
 def gaussian(mean, cov) -> dict:
@@ -14,7 +14,7 @@ def gaussian(mean, cov) -> dict:
 
 def make_case(*, lower, upper, cells, initial, target, flow, schedule=None, end=1.0, tolerance=1e-7,
               diffusion=1.0, reaction=1.0, boundary="reflecting", save_every=None) -> dict:
-    """A resolved-style case dict (what :func:`gridflow.case.load_case` returns)."""
+    """A resolved-style case dict (what :func:`gridflow.io.case.load_case` returns)."""
     case = {
         "name": "test",
         "grid": {"lower": list(lower), "upper": list(upper), "cells": list(cells), "boundary": boundary},

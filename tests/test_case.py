@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflow.case import (MAX_FRAMES, TIME_RESOLUTION, apply_override, case_dim, check_memory, dumps_case,
+from gridflow.io.case import (MAX_FRAMES, TIME_RESOLUTION, apply_override, case_dim, check_memory, dumps_case,
                            estimate_run_bytes, load_case, parse_case)
 from gridflow.errors import CaseError, ExpressionError, LimitError
 
 DATA = Path(__file__).parent / "data" / "cases"
 try:
-    import gridflow.expression  # noqa: F401
+    import gridflow.io.expression  # noqa: F401
 
     HAVE_EXPRESSION = True
 except ImportError:  # written in parallel; expression tests are skipped until it exists
@@ -221,7 +221,7 @@ def test_load_case_with_overrides(tmp_path):
     assert case["output"]["path"] == "outputs/renamed.h5"
 
 
-@pytest.mark.skipif(not HAVE_EXPRESSION, reason="gridflow.expression not written yet")
+@pytest.mark.skipif(not HAVE_EXPRESSION, reason="gridflow.io.expression not written yet")
 def test_expression_distributions():
     case = parse_case(RICH_2D, overrides=['initial={kind="expression", log_density="-(x**2 + y**2)/2"}'])
     assert case["initial"] == {"kind": "expression", "log_density": "-(x**2 + y**2)/2"}
@@ -513,7 +513,7 @@ def test_missing_case_file_names_the_path(tmp_path):
 
 
 def test_expression_errors_carry_the_dotted_path():
-    pytest.importorskip("gridflow.expression")
+    pytest.importorskip("gridflow.io.expression")
     with pytest.raises(ExpressionError, match=r"^<case>: initial\.log_density: .*"):
         parse_case(MIN_1D, overrides=['initial={kind="expression", log_density="import os"}'])
 
@@ -821,8 +821,8 @@ def test_mixture_weights_that_cannot_be_normalised_are_refused(weights, expect):
 def test_mixture_weights_of_extreme_ratio_give_the_heavy_component():
     import numpy as np
 
-    from gridflow.distributions import log_density
-    from gridflow.grid import Grid
+    from gridflow.core.distributions import log_density
+    from gridflow.core.grid import Grid
 
     raw = {**_min_1d(), "target": {"kind": "mixture", "weights": [1, 1e300],
                                 "components": [_min_1d()["initial"], _min_1d()["target"]]}}

@@ -216,12 +216,12 @@ def test_case_values_beyond_range_exit_2_in_one_line(tmp_path, capsys, override,
 
 
 def test_save_every_cap_is_checked_before_any_list_is_built(tmp_path, capsys, monkeypatch):
-    import gridflow.solver
+    import gridflow.time.solver
 
     def never(*args, **kwargs):
         raise AssertionError("save_times was called")
 
-    monkeypatch.setattr(gridflow.solver, "save_times", never)
+    monkeypatch.setattr(gridflow.time.solver, "save_times", never)
     case = _write(tmp_path, GOOD)
     assert main(["run", str(case), "-q", "--set", "time.save_every=1e-12"]) == 2
     assert "save_every >= 1e-05" in _one_error_line(capsys.readouterr().err)
@@ -270,9 +270,9 @@ def test_output_that_is_a_directory_or_device_is_refused(tmp_path, capsys):
 
 
 def test_memory_estimate_above_available_ram_is_refused(tmp_path, capsys, monkeypatch):
-    import gridflow.case
+    import gridflow.io.case
 
-    monkeypatch.setattr(gridflow.case, "available_memory", lambda: 10 * 2**20)  # 10 MiB free
+    monkeypatch.setattr(gridflow.io.case, "available_memory", lambda: 10 * 2**20)  # 10 MiB free
     case = _write(tmp_path, GOOD)
     out = tmp_path / "big.h5"
     # 300 x 300 cells x 256 bytes = 22 MiB > 10 MiB
@@ -478,7 +478,7 @@ def test_sigint_at_any_moment_of_a_run_subprocess(tmp_path):
         assert (proc.returncode, err) in ((130, "gridflow: interrupted\n"), (-signal.SIGINT, "gridflow: interrupted\n"),
                                           (0, f"wrote {out}\n")), seen
         if out.exists() and proc.returncode == 130:
-            from gridflow.trajectory import open_trajectory
+            from gridflow.io.trajectory import open_trajectory
 
             assert open_trajectory(out).status == "interrupted"
     assert sum(err == "gridflow: interrupted\n" for _, code, err in seen) >= 3, seen
@@ -534,8 +534,8 @@ def test_zero_everywhere_message_blames_the_box_size_by_condition(tmp_path, caps
 
 def test_box_mass_message_says_refine_when_the_box_covers_the_density():
     from gridflow.errors import DensityError
-    from gridflow.grid import Grid
-    from gridflow.resolution import check_representable
+    from gridflow.core.grid import Grid
+    from gridflow.core.resolution import check_representable
 
     grid = Grid([-10.0], [10.0], [200])
     table = {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]}
@@ -554,9 +554,9 @@ def test_box_mass_message_says_refine_when_the_box_covers_the_density():
 
 def _exact_particle_file(path, run, *, n: int, seed: int, shift: float = 0.0, every: int = 1) -> Path:
     """A particle trajectory of exact iid draws of every ``every``-th saved frame of ``run`` (plus ``shift``)."""
-    from gridflow.particles import ParticleWriter
-    from gridflow.sampling import sample_grid_density
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.particle_file import ParticleWriter
+    from gridflow.particles.grid_sampling import sample_grid_density
+    from gridflow.io.trajectory import open_trajectory
 
     tr = open_trajectory(run)
     rng = np.random.default_rng(seed)
@@ -567,7 +567,7 @@ def _exact_particle_file(path, run, *, n: int, seed: int, shift: float = 0.0, ev
 
 
 def test_sample_gives_independent_streams_per_frame(tmp_path, good_run):
-    from gridflow.sampling import load_samples
+    from gridflow.particles.grid_sampling import load_samples
 
     n = 4000
     paths = {}
@@ -583,7 +583,7 @@ def test_sample_gives_independent_streams_per_frame(tmp_path, good_run):
 
 
 def test_compare_a_particle_file_at_every_saved_time(tmp_path, good_run, capsys):
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.trajectory import open_trajectory
 
     particles = _exact_particle_file(tmp_path / "p.h5", good_run, n=3000, seed=1)
     assert main(["compare", str(good_run), str(particles)]) == 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.exact import gaussian_flow_moments
-from gridflow.problem import Problem
-from gridflow.schedule import schedule_from_table
-from gridflow.solver import simulate
+from gridflow.analysis.exact import gaussian_flow_moments
+from gridflow.core.problem import Problem
+from gridflow.core.schedule import schedule_from_table
+from gridflow.time.solver import simulate
 from tests.reference import gaussian, gaussian_cell_averages, l1, make_case
 
 FLOWS = {"fokker-planck": (1.0, 0.0), "fisher-rao": (0.0, 1.0), "wfr": (1.0, 1.0)}

@@ -13,9 +13,9 @@ import pytest
 xr = pytest.importorskip("xarray")
 
 import gridflow
-from gridflow.case import parse_case
+from gridflow.io.case import parse_case
 from gridflow.errors import DensityError, InputError, TrajectoryFileError
-from gridflow.sweep import read_index, run_sweep
+from gridflow.batch.sweep import read_index, run_sweep
 
 from tests.test_sweep import BASE
 

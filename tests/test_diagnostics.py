@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridflow.diagnostics import kl_divergence
-from gridflow.distributions import normalise
-from gridflow.grid import Grid
+from gridflow.analysis.diagnostics import kl_divergence
+from gridflow.core.distributions import normalise
+from gridflow.core.grid import Grid
 
 GRID = Grid((-5.0,), (5.0,), (200,))
 X = GRID.axes[0]
@@ -53,7 +53,7 @@ def test_kl_with_densities_spanning_e_minus_2000_is_finite():
 def test_compiled_kl_sum_equals_the_array_formula(monkeypatch):
     """Large grids use a compiled one-pass sum; it equals the array formula (to summation-order
     round-off) on densities with empty cells, e^-2000 tails and both branches of phi."""
-    import gridflow.diagnostics as diagnostics
+    import gridflow.analysis.diagnostics as diagnostics
 
     grid = Grid((-5.0, -5.0), (5.0, 5.0), (80, 90))
     x, y = grid.coordinates

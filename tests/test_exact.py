@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.stats import multivariate_normal
 
-from gridflow.exact import (
+from gridflow.analysis.exact import (
     REFERENCE_KL_TABLE,
     constant_schedule,
     exponential_schedule,
@@ -135,7 +135,7 @@ def test_tempering_never_speeds_up_fr():
 
 
 def test_gridflow_schedule_objects_use_closed_forms():
-    sch = pytest.importorskip("gridflow.schedule")
+    sch = pytest.importorskip("gridflow.core.schedule")
     t = np.array([0.0, 2.0, 10.0, 15.0])
     np.testing.assert_array_equal(
         fisher_rao_exponent(t, schedule=sch.schedule_from_table({"kind": "linear", "duration": 10.0})),

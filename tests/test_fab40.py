@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridflow.case import load_case
+from gridflow.io.case import load_case
 from gridflow.errors import PecletWarning
-from gridflow.grid import Grid
-from gridflow.problem import Problem
+from gridflow.core.grid import Grid
+from gridflow.core.problem import Problem
 from gridflow.reproduce import fab40
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_peclet_warning_for_the_512_setting_of_the_issue_and_not_for_the_shipped
 def _run_coarse(tmp_path: Path, flux: str) -> dict[float, float]:
     """The shipped case at 256^2 up to t = 0.1 through `gridflow run`; L1 to the closed form per frame."""
     from gridflow.cli import main
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.trajectory import open_trajectory
 
     out = tmp_path / f"{flux}.h5"
     with warnings.catch_warnings():
@@ -108,7 +108,7 @@ def test_coarse_fab40_run_against_the_closed_form(tmp_path):
 def test_fab40_path_flow_ends_at_the_mixture():
     """The path case (geometric path from N(0, 100 I)) at 128^2: lambda reaches 1 at t = 1 and the
     density is then the 40-mode target (point values normalised on the grid, as the closed form)."""
-    from gridflow.runner import solve
+    from gridflow.io.runner import solve
 
     case = load_case(PATH_CASE, overrides=["grid.cells=[128, 128]", "time.save_times=[0.0, 1.0]"])
     frames = solve(case)
@@ -122,7 +122,7 @@ def test_shipped_fab40_case_reaches_the_closed_form(tmp_path):
     """The shipped case as `gridflow run` runs it (issue 14, acceptance 1 asks L1 <= 1e-3 at t = 0.5, 1, 3,
     7): asserts the errors measured by benchmarks/fab40_study.py for the shipped setting (docs/fab40.md)."""
     from gridflow.cli import main
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.trajectory import open_trajectory
 
     out = tmp_path / "fab40.h5"
     assert main(["run", str(FP_CASE), "-o", str(out), "-q"]) == 0

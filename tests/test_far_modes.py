@@ -3,7 +3,7 @@
 Initial N(0, 1) (or N(0, I)), target ½N(0, 1) + ½N(m, 1): the initial log density at the far mode is
 -m²/2 (-800 at m = 40, -1800 at m = 60).  Under Fisher–Rao with reference pi_0 = rho_0 the exact
 solution is rho_t = pi_{J(t)} ∝ rho_0^{1-J} pi^J on the grid itself (NUMERICS-style closed form,
-:func:`gridflow.exact.fisher_rao_exponent`), so the grid solution must match it to round-off at
+:func:`gridflow.analysis.exact.fisher_rao_exponent`), so the grid solution must match it to round-off at
 every saved time, also while the far mode's mass is e^-700 and when it reaches one half.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.distributions import normalise
-from gridflow.exact import fisher_rao_exponent
-from gridflow.problem import Problem
-from gridflow.schedule import schedule_from_table
-from gridflow.solver import simulate
-from gridflow.stepper import Stepper, extrapolate, local_error
+from gridflow.core.distributions import normalise
+from gridflow.analysis.exact import fisher_rao_exponent
+from gridflow.core.problem import Problem
+from gridflow.core.schedule import schedule_from_table
+from gridflow.time.solver import simulate
+from gridflow.time.stepper import Stepper, extrapolate, local_error
 from tests.reference import gaussian, l1, make_case
 
 SCHEDULES = {"untempered": None, "linear": {"kind": "linear", "duration": 5.0},
@@ -105,8 +105,8 @@ def test_extrapolation_in_log_space():
 def test_the_kl_guard_judges_the_accepted_state(monkeypatch):
     """A candidate that raises the KL to a fixed target is never accepted, even when it comes
     from extrapolation (the old guard looked at the unextrapolated state only)."""
-    import gridflow.stepper as stepper_module
-    from gridflow.diagnostics import kl_divergence
+    import gridflow.time.stepper as stepper_module
+    from gridflow.analysis.diagnostics import kl_divergence
 
     case = far_case(1, 6.0, "fokker-planck", cells=[300])
     problem = Problem.from_case(case)

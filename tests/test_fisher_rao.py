@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.distributions import normalise
-from gridflow.exact import fisher_rao_exponent
-from gridflow.problem import Problem
-from gridflow.schedule import schedule_from_table
-from gridflow.solver import simulate
+from gridflow.core.distributions import normalise
+from gridflow.analysis.exact import fisher_rao_exponent
+from gridflow.core.problem import Problem
+from gridflow.core.schedule import schedule_from_table
+from gridflow.time.solver import simulate
 from tests.reference import gaussian, l1, make_case
 
 SCHEDULES = [None, {"kind": "linear", "duration": 3.0}, {"kind": "exponential", "rate": 0.4},

@@ -9,10 +9,10 @@ from scipy.sparse.linalg import expm_multiply
 
 from scipy.sparse.linalg import spsolve
 
-from gridflow.fokker_planck import (axis_rates, bernoulli, edge_differences, generator, implicit_euler_axis,
+from gridflow.flows.fokker_planck import (axis_rates, bernoulli, edge_differences, generator, implicit_euler_axis,
                                     log_axis_step, mprk22_axis)
-from gridflow.fokker_planck import _axis_matrix
-from gridflow.grid import Grid
+from gridflow.flows.fokker_planck import _axis_matrix
+from gridflow.core.grid import Grid
 
 GRIDS = {
     "1d": Grid((-6.0,), (7.0,), (130,)),
@@ -97,8 +97,8 @@ def _mprk_reference(matrix: sp.csr_matrix, rho: np.ndarray, tau: float, order: i
 def test_axis_step_solves_the_stage_equations(name, tau, order, log_only):
     """Both kernel paths (ratio and log space) solve the stage equations of MPRK22 / implicit Euler
     to round-off, per cell relative to its value, on reflecting and periodic lines."""
-    from gridflow.fokker_planck import _as_lines, _from_lines
-    from gridflow.sg_kernels import step_cols, step_rows
+    from gridflow.flows.fokker_planck import _as_lines, _from_lines
+    from gridflow.flows.kernels import step_cols, step_rows
 
     grid = GRIDS[name]
     v = _potential(grid)
@@ -180,7 +180,7 @@ def test_column_kernel_redoes_only_the_columns_that_need_the_log_path(order):
     """A 2D step along the first axis with some columns holding empty cells (log 0) or jumps
     beyond the ratio path's range equals the all-log-path result; the other columns are done by
     the ratio path and also agree."""
-    from gridflow.sg_kernels import MAX_JUMP, step_cols
+    from gridflow.flows.kernels import MAX_JUMP, step_cols
 
     grid = GRIDS["2d"]
     v = _potential(grid)

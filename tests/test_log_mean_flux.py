@@ -8,10 +8,10 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
 import gridflow
-from gridflow.case import parse_case
-from gridflow.exact import gaussian_flow_moments
-from gridflow.fokker_planck import log_axis_step, log_mean_axis
-from gridflow.grid import Grid
+from gridflow.io.case import parse_case
+from gridflow.analysis.exact import gaussian_flow_moments
+from gridflow.flows.fokker_planck import log_axis_step, log_mean_axis
+from gridflow.core.grid import Grid
 
 from tests.test_fokker_planck import GRIDS   # reflecting and periodic, 1D and 2D
 
@@ -70,8 +70,8 @@ def _mprk22_reference(rho, log_target, grid, axis, diffusion, tau):
 def test_step_solves_the_nonlinear_mprk22_stages(name, tau, log_only):
     """Both kernel paths solve the two MPRK22 stages of the log-mean flux to round-off, per cell
     relative to its value (rates re-evaluated at the first stage)."""
-    from gridflow.fokker_planck import _as_lines, _from_lines
-    from gridflow.sg_kernels import step_cols, step_rows
+    from gridflow.flows.fokker_planck import _as_lines, _from_lines
+    from gridflow.flows.kernels import step_cols, step_rows
 
     grid = GRIDS[name]
     p = _log_target(grid)

@@ -10,11 +10,11 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import ndtri
 
-from gridflow import metrics
+from gridflow.analysis import metrics
 from gridflow.errors import InputError
-from gridflow.grid import Grid
-from gridflow.metrics import compare, wasserstein_1d
-from gridflow.sampling import sample_grid_density
+from gridflow.core.grid import Grid
+from gridflow.analysis.metrics import compare, wasserstein_1d
+from gridflow.particles.grid_sampling import sample_grid_density
 from tests.reference import gaussian_cell_averages
 
 
@@ -499,7 +499,7 @@ def test_api_compare_of_replicates_reports_mode_masses(tmp_path):
     mass is about sqrt(5) = 2.24 times the binomial one (20 replicates: the sd ratio lies in [1.4, 3.2] with
     probability > 0.999), for iid ensembles about 1 ([0.6, 1.45]); one ensemble gets mode_masses too."""
     import gridflow
-    from gridflow.case import parse_case
+    from gridflow.io.case import parse_case
 
     case = parse_case({"name": "m", "grid": {"lower": [-8.0], "upper": [12.0], "cells": [800]},
                        "target": {"kind": "mixture", "weights": [0.3, 0.7],

@@ -1,4 +1,4 @@
-"""Particle trajectory files (gridflow.particles): layout, netCDF compatibility, crash safety, errors."""
+"""Particle trajectory files (gridflow.io.particle_file): layout, netCDF compatibility, crash safety, errors."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from gridflow._version import __version__
-from gridflow.case import parse_case
+from gridflow.io.case import parse_case
 from gridflow.errors import InputError, TrajectoryFileError
-from gridflow.metrics import compare
-from gridflow.particles import ParticleWriter, open_particles, write_particles
-from gridflow.runner import solve
-from gridflow.samplers import run_sampler
+from gridflow.analysis.metrics import compare
+from gridflow.io.particle_file import ParticleWriter, open_particles, write_particles
+from gridflow.io.runner import solve
+from gridflow.particles.samplers import run_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_reader_errors_name_the_problem(tmp_path):
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from gridflow.particles import ParticleWriter
+    from gridflow.io.particle_file import ParticleWriter
     w = ParticleWriter(sys.argv[1], particles=50, dim=2, weighted=True, series=("ess",))
     k = 0
     while True:
@@ -179,7 +179,7 @@ def test_run_sampler_writes_a_trajectory_that_compares_with_the_grid(tmp_path):
 
 
 def case_grid(case):
-    from gridflow.grid import Grid
+    from gridflow.core.grid import Grid
 
     g = case["grid"]
     return Grid(g["lower"], g["upper"], g["cells"])

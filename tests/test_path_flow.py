@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_continuous_lyapunov
 
-from gridflow.distributions import gaussian_log_density, normalise
-from gridflow.grid import Grid
-from gridflow.path_flow import PathVelocity, path_velocity, unit_velocity
-from gridflow.tempering import TemperedPath
+from gridflow.core.distributions import gaussian_log_density, normalise
+from gridflow.core.grid import Grid
+from gridflow.flows.path import PathVelocity, path_velocity, unit_velocity
+from gridflow.core.tempering import TemperedPath
 
 # --------------------------------------------------------------------------- helpers
 

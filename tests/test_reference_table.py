@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.exact import REFERENCE_KL_TABLE, REFERENCE_KL_TIMES
-from gridflow.problem import Problem
-from gridflow.solver import simulate
+from gridflow.analysis.exact import REFERENCE_KL_TABLE, REFERENCE_KL_TIMES
+from gridflow.core.problem import Problem
+from gridflow.time.solver import simulate
 from tests.reference import gaussian, make_case
 
 TIMES = list(REFERENCE_KL_TIMES)

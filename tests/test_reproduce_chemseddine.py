@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from gridflow.case import load_case
+from gridflow.io.case import load_case
 from gridflow.cli import main as cli_main
-from gridflow.problem import Problem
+from gridflow.core.problem import Problem
 from gridflow.reproduce import chemseddine as ch
-from gridflow.runner import run, solve
-from gridflow.trajectory import open_trajectory
+from gridflow.io.runner import run, solve
+from gridflow.io.trajectory import open_trajectory
 from tests.reference import gaussian_cell_averages, l1
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from scipy import integrate, linalg
 
-from gridflow.case import load_case
-from gridflow.exact import gaussian_flow_moments, gaussian_kl, linear_schedule
-from gridflow.grid import Grid
+from gridflow.io.case import load_case
+from gridflow.analysis.exact import gaussian_flow_moments, gaussian_kl, linear_schedule
+from gridflow.core.grid import Grid
 from gridflow.reproduce import crucinio_pathiraja as cp
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "papers"
@@ -133,7 +133,7 @@ def test_case_files_are_valid_and_consistent():
 
 
 def test_hyperbolic_schedule_is_the_exact_expression():
-    from gridflow.schedule import schedule_from_table
+    from gridflow.core.schedule import schedule_from_table
 
     sched = load_case(CASES / "cp-bimodal-hyperbolic.toml")["tempering"]["schedule"]
     assert sched == {"kind": "expression", "lambda": "1 - 1/(2 + t/0.3)"}
@@ -151,7 +151,7 @@ def test_hyperbolic_schedule_is_the_exact_expression():
 
 def test_fr_exponent_of_the_hyperbolic_schedule():
     # J' = lambda - J, J(0) = 0 (closed form with the exponential integral) against quadrature
-    from gridflow.exact import fisher_rao_exponent
+    from gridflow.analysis.exact import fisher_rao_exponent
 
     t = np.array([0.0, 0.3, 1.0, 7.0, 60.0])
     ref = fisher_rao_exponent(t, schedule=lambda s: float(cp.hyperbolic(s)))
@@ -201,7 +201,7 @@ def test_tempered_fr_never_faster():
 # ------------------------------------------------------------------------------- oracles
 
 def test_fr_crossing_times_match_the_exact_fr_solution():
-    from gridflow.problem import Problem
+    from gridflow.core.problem import Problem
 
     ov = cp.bimodal_1d_overrides(4.0, H_COARSE)
     case = load_case(CASES / "cp-bimodal.toml", overrides=ov)

@@ -10,8 +10,8 @@ import pytest
 
 from gridflow.cli import main
 from gridflow.errors import DensityError
-from gridflow.problem import Problem
-from gridflow.resolution import MIN_STD_PER_CELL
+from gridflow.core.problem import Problem
+from gridflow.core.resolution import MIN_STD_PER_CELL
 from tests.reference import gaussian, make_case
 
 CASE = """
@@ -65,7 +65,7 @@ def test_unrepresentable_input_is_exit_2_and_never_complete(tmp_path, capsys, na
     assert status == 2, err
     assert err.startswith("gridflow: error: ") and err.count("\n") == 1 and "Traceback" not in err
     if out.exists():   # a run that failed mid-way may leave its frames, never a "complete" file
-        from gridflow.trajectory import trajectory_attrs
+        from gridflow.io.trajectory import trajectory_attrs
 
         assert trajectory_attrs(out)["status"] != "complete"
 
@@ -182,7 +182,7 @@ def test_peclet_covers_the_lambda_range_of_the_schedule():
 
 def test_peclet_warning_names_the_cell_width_and_the_log_mean_flux():
     from gridflow.errors import PecletWarning
-    from gridflow.resolution import MAX_CELL_PECLET, PECLET_MARGIN
+    from gridflow.core.resolution import MAX_CELL_PECLET, PECLET_MARGIN
 
     length, cells, var = 10.0, 200, 0.25        # h = 0.1, Pe = 0.1 * 9.9 / 0.25 = 3.96
     h = 2 * length / cells
@@ -226,7 +226,7 @@ def test_peclet_is_stored_in_the_file_and_shown_by_info(tmp_path, capsys):
     line = _format_warning(record[0].message, PecletWarning, "x.py", 1)
     assert line.startswith("gridflow: warning: the cell Peclet number h|grad log pi| reaches 3.96")
     assert line.count("\n") == 1
-    from gridflow.trajectory import trajectory_attrs
+    from gridflow.io.trajectory import trajectory_attrs
 
     attrs = trajectory_attrs(out)
     assert float(attrs["max_cell_peclet"]) == pytest.approx(0.1 * 9.9 / 0.25, rel=1e-9)
@@ -241,7 +241,7 @@ def test_peclet_counts_only_edges_where_some_density_lives():
     (by the normal CDF) reaches 1e-12."""
     from scipy.stats import norm
 
-    from gridflow.resolution import PECLET_MASS
+    from gridflow.core.resolution import PECLET_MASS
 
     length, cells, var = 10.0, 200, 1.0
     h = 2 * length / cells

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridflow.case import dumps_case, load_case
+from gridflow.io.case import dumps_case, load_case
 from gridflow.cli import main
 from gridflow.errors import InputError
-from gridflow.runner import run
-from gridflow.trajectory import TrajectoryWriter, open_trajectory
+from gridflow.io.runner import run
+from gridflow.io.trajectory import TrajectoryWriter, open_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "quickstart.toml"
@@ -135,9 +135,9 @@ def test_resume_after_sigkill(tmp_path, uninterrupted):
 
 def test_fokker_planck_kinetic_energy_is_exact_for_gaussians(tmp_path):
     """kinetic_energy = ||a grad log(rho/pi)||^2 = a^2 [s (1/sigma2 - 1/s)^2 + (m - mu)^2 / sigma2^2]
-    for rho_t = N(m, s), pi = N(mu, sigma2); the moments come from the exact ODE (gridflow.exact)."""
-    from gridflow.case import parse_case
-    from gridflow.exact import gaussian_flow_moments
+    for rho_t = N(m, s), pi = N(mu, sigma2); the moments come from the exact ODE (gridflow.analysis.exact)."""
+    from gridflow.io.case import parse_case
+    from gridflow.analysis.exact import gaussian_flow_moments
 
     a, mu, sigma2 = 2.0, 1.0, 0.5
     case = parse_case({"name": "ke", "grid": {"lower": [-7.0], "upper": [8.0], "cells": [1500]},
@@ -165,7 +165,7 @@ FAR_TIMES = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0]
 def _far_case():
     """Fisher–Rao from N(0, 1) to ½N(0, 1) + ½N(40, 1) on [-10, 50]: at t = 0 the far mode's log
     density is about -800, far below the smallest double (log 2.2e-308 = -708)."""
-    from gridflow.case import parse_case
+    from gridflow.io.case import parse_case
 
     target = {"kind": "mixture", "weights": [0.5, 0.5],
               "components": [{"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},

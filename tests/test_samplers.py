@@ -1,4 +1,4 @@
-"""Reference particle samplers (gridflow.samplers): exact laws, properties, mode masses (docs/validation.md)."""
+"""Reference particle samplers (gridflow.particles.samplers): exact laws, properties, mode masses (docs/validation.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gridflow.case import parse_case
+from gridflow.io.case import parse_case
 from gridflow.errors import InputError
-from gridflow.exact import gaussian_flow_moments, linear_schedule
-from gridflow.grid import Grid
-from gridflow.runner import solve
-from gridflow.samplers import (SAMPLERS, ParticleModel, _birth_death, effective_sample_size, kde_log_density,
+from gridflow.analysis.exact import gaussian_flow_moments, linear_schedule
+from gridflow.core.grid import Grid
+from gridflow.io.runner import solve
+from gridflow.particles.samplers import (SAMPLERS, ParticleModel, _birth_death, effective_sample_size, kde_log_density,
                                log_density_function, make_sampler, reflect, run_sampler, systematic_resample)
 
 Z = 4.0   # |z| bound of the moment checks: two-sided probability 6e-5 per check under the hypothesis
@@ -106,7 +106,7 @@ def test_log_density_functions_agree_with_the_grid_and_their_gradients():
                     "components": [gaussian([0.3, 1.0], [[1.0, 0.4], [0.4, 0.8]]), gaussian([-1.0, 2.0], [[0.5, 0.0], [0.0, 0.5]])]},
         "expression": {"kind": "expression", "log_density": "-0.5*x**2 - 0.25*(y - 1)**4 + 0.1*x*y"},
     }
-    from gridflow.distributions import log_density
+    from gridflow.core.distributions import log_density
 
     for name, table in tables.items():
         f = log_density_function(table, grid)
@@ -363,7 +363,7 @@ def test_user_ula_file_reproduces_the_builtin_ula_bit_for_bit():
 def test_target_offers_the_tempered_reference_and_target_densities():
     """target.log_density(x, t) = (1 - lambda(t)) log pi_0 + lambda(t) log pi, its gradient likewise, with
     lambda(t) = min(t / 0.5, 1) for the linear schedule over 0.5 (pi_0 = mu_0 = N(0,1), pi = N(0.5, 0.05))."""
-    from gridflow.samplers import Target
+    from gridflow.particles.samplers import Target
 
     case = case_1d("fokker-planck", target=gaussian([0.5], [[0.05]]), schedule={"kind": "linear", "duration": 0.5})
     target = Target(ParticleModel.from_case(case), {"k": 3})
@@ -389,7 +389,7 @@ def test_user_birth_death_example_runs_and_matches_the_fisher_rao_mean():
     case = case_1d("fisher-rao", target=gaussian([0.5], [[0.5]]), end=1.0)
     (frame,) = run_sampler(case, sampler=f"{EXAMPLES / 'birth_death.py'}:birth_death", particles=2000, step=0.05,
                            times=[1.0], seed=3, options={"bandwidth": 0.2})
-    from gridflow.problem import Problem
+    from gridflow.core.problem import Problem
 
     grid_frame = solve(case)[-1]
     x = frame.positions[:, 0]
@@ -430,7 +430,7 @@ def test_user_sampler_errors_name_the_file(tmp_path):
     ]
     for body, match in bodies:
         path = _write(tmp_path, body, "w.py")
-        from gridflow import samplers as s
+        from gridflow.particles import samplers as s
         s._USER_CACHE.clear()
         smp = make_sampler(f"{path}:f", model, step=0.1)
         with pytest.raises(InputError, match=match):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gridflow.diagnostics import moments
+from gridflow.analysis.diagnostics import moments
 from gridflow.errors import DensityError, InputError
-from gridflow.grid import Grid
-from gridflow.sampling import load_samples, read_sample_attrs, sample_grid_density, save_samples
+from gridflow.core.grid import Grid
+from gridflow.particles.grid_sampling import load_samples, read_sample_attrs, sample_grid_density, save_samples
 from tests.reference import gaussian_cell_averages
 
 

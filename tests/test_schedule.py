@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from gridflow.schedule import Adaptive, Untempered, schedule_from_table
+from gridflow.core.schedule import Adaptive, Untempered, schedule_from_table
 
 TABLES = [
     None,
@@ -63,7 +63,7 @@ def test_derivative_matches_finite_differences(table):
 # --------------------------------------------------------------------------- expression schedules
 
 def _fr_case(schedule: dict, flow: str = "fisher-rao") -> dict:
-    from gridflow.case import parse_case
+    from gridflow.io.case import parse_case
 
     return parse_case({"name": "expr", "grid": {"lower": [-8.0], "upper": [12.0], "cells": [500]},
                        "initial": {"kind": "gaussian", "mean": [0.0], "cov": [[1.0]]},
@@ -75,7 +75,7 @@ def _fr_case(schedule: dict, flow: str = "fisher-rao") -> dict:
 
 
 def test_expression_schedule_matches_the_closed_form_exponential():
-    from gridflow.runner import solve
+    from gridflow.io.runner import solve
 
     for flow in ("fisher-rao", "wfr"):
         a = solve(_fr_case({"kind": "expression", "lambda": "1 - exp(-0.5*t)"}, flow))
@@ -90,8 +90,8 @@ def test_fisher_rao_with_the_hyperbolic_schedule_is_exact():
     """lambda = 1 - 1/(2 + t/0.3) (Crucinio & Pathiraja): rho_t ∝ rho_0^(1-J) pi^J, J = ∫ e^{-(t-s)} lambda(s) ds."""
     from scipy.integrate import quad
 
-    from gridflow.problem import Problem
-    from gridflow.runner import solve
+    from gridflow.core.problem import Problem
+    from gridflow.io.runner import solve
 
     case = _fr_case({"kind": "expression", "lambda": "1 - 1/(2 + t/0.3)"})
     problem = Problem.from_case(case)

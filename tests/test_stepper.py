@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.diagnostics import kl_divergence, mass
-from gridflow.problem import Problem
-from gridflow.stepper import Stepper
+from gridflow.analysis.diagnostics import kl_divergence, mass
+from gridflow.core.problem import Problem
+from gridflow.time.stepper import Stepper
 from tests.reference import gaussian, make_case
 
 FLOWS = ["fokker-planck", "fisher-rao", "wfr"]

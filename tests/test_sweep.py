@@ -14,7 +14,7 @@ import pytest
 import gridflow
 from gridflow.cli import main
 from gridflow.errors import CaseError
-from gridflow.sweep import flatten_params, plan_sweep, read_index, run_sweep
+from gridflow.batch.sweep import flatten_params, plan_sweep, read_index, run_sweep
 
 BASE = """
 [base]
@@ -80,7 +80,7 @@ def test_sweep_runs_records_and_fails(swept):
 
 
 def _case(case):
-    from gridflow.case import parse_case
+    from gridflow.io.case import parse_case
 
     return parse_case(case)
 
@@ -198,7 +198,7 @@ def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
     import sys
     import time
 
-    from gridflow.trajectory import trajectory_attrs
+    from gridflow.io.trajectory import trajectory_attrs
 
     (tmp_path / "s.toml").write_text('name = "k"\n' + BASE.replace("end = 0.5", "end = 4.0") + """
 [set]
@@ -246,7 +246,7 @@ def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
 
 
 def test_one_worker_runs_in_this_process(tmp_path, monkeypatch):
-    import gridflow.sweep as sweep_module
+    import gridflow.batch.sweep as sweep_module
 
     def no_pool(*args, **kwargs):
         raise AssertionError("workers=1 must not start a process pool")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflow.problem import Problem
-from gridflow.solver import simulate
+from gridflow.core.problem import Problem
+from gridflow.time.solver import simulate
 from tests.reference import gaussian, make_case
 
 SCHEDULES = {

@@ -17,8 +17,8 @@ import pytest
 
 from gridflow._version import __version__
 from gridflow.errors import InputError, TrajectoryFileError
-from gridflow.grid import Grid
-from gridflow.trajectory import FRAME_FIELDS, Trajectory, TrajectoryWriter, open_trajectory
+from gridflow.core.grid import Grid
+from gridflow.io.trajectory import FRAME_FIELDS, Trajectory, TrajectoryWriter, open_trajectory
 
 ATTRS = {"case": 'name = "demo"\n[grid]\ncells = [16]\n', "flow": "fokker-planck", "scheme": "sg/bdf2", "tolerance": 1e-7}
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,8 +262,8 @@ def test_unwritable_paths(tmp_path):
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from gridflow.grid import Grid
-    from gridflow.trajectory import TrajectoryWriter
+    from gridflow.core.grid import Grid
+    from gridflow.io.trajectory import TrajectoryWriter
     grid = Grid((-1.0, -1.0), (1.0, 1.0), (24, 20))
     rho = np.full(grid.shape, 0.25)
     w = TrajectoryWriter(sys.argv[1], grid=grid, log_target=np.log(rho), log_reference=np.log(rho),
@@ -282,7 +282,7 @@ KILLED_WRITER = textwrap.dedent("""
 # file must fail this test, not stall the whole suite.
 READER = textwrap.dedent("""
     import sys, numpy as np
-    from gridflow.trajectory import open_trajectory
+    from gridflow.io.trajectory import open_trajectory
     tr = open_trajectory(sys.argv[1])
     np.savez(sys.argv[2], time=tr.time, density=tr.density, kl=tr.kl, mean=tr.mean,
              covariance=tr.covariance, steps=tr.extra["steps"], status=tr.status)

@@ -1,4 +1,4 @@
-"""Validation studies (gridflow.validation) and the acceptance figures of the sampler issue."""
+"""Validation studies (gridflow.analysis.validation) and the acceptance figures of the sampler issue."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from scipy import stats
 from scipy.special import ndtri
 
-from gridflow.case import parse_case
+from gridflow.io.case import parse_case
 from gridflow.errors import InputError
-from gridflow.exact import gaussian_flow_moments, linear_schedule
-from gridflow.metrics import compare
-from gridflow.particles import open_particles
-from gridflow.runner import solve
-from gridflow.sampling import sample_grid_density
-from gridflow.validation import _difference, add_parser, command, fit_slope, run_study
+from gridflow.analysis.exact import gaussian_flow_moments, linear_schedule
+from gridflow.analysis.metrics import compare
+from gridflow.io.particle_file import open_particles
+from gridflow.io.runner import solve
+from gridflow.particles.grid_sampling import sample_grid_density
+from gridflow.analysis.validation import _difference, add_parser, command, fit_slope, run_study
 
 
 def gaussian(mean, cov) -> dict:
@@ -34,7 +34,7 @@ def make_case(flow, *, target, initial=None, lower=-8.0, upper=8.0, cells=1600, 
 
 
 def _grid(case):
-    from gridflow.problem import Problem
+    from gridflow.core.problem import Problem
 
     return Problem.from_case(case).grid
 
@@ -86,7 +86,7 @@ def test_exact_samples_of_a_solved_frame_have_uniform_p_values():
 
 
 def test_too_wide_gaussian_is_rejected_against_the_grid_solution():
-    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (gridflow.exact).  20000 stratified
+    """Fokker–Planck from N(0,1) to N(1,5): rho_1 = N(m, C) exactly (gridflow.analysis.exact).  20000 stratified
     points of N(m, 1.21 C) (one uniform per quantile stratum): W2 = 0.1 sqrt(C) exactly, within 5%."""
     case = make_case("fokker-planck", target=gaussian([1.0], [[5.0]]), lower=-17.0, upper=19.0, cells=3600)
     (frame,) = solve(case)[-1:]

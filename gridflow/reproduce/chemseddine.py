@@ -8,7 +8,7 @@ gradient flow of KL(. | N(0, 1)), i.e. the Fokker–Planck / Ornstein–Uhlenbec
 backwards from the target) stays well behaved: its action is bounded by KL(target | N(0, 1)).
 
 Everything here is computed on the grid from the case files ``cases/papers/chemseddine-*.toml``
-(loaded with :func:`gridflow.case.load_case`, with ``--set``-style overrides for m, the grid
+(loaded with :func:`gridflow.io.case.load_case`, with ``--set``-style overrides for m, the grid
 and the saved times) and checked against independent references:
 
 * :class:`TeleportExample` — the continuum minimal velocity and kinetic energy of the 1D
@@ -54,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gridflow.case import load_case
+from gridflow.io.case import load_case
 from gridflow.errors import InputError
-from gridflow.grid import Grid
-from gridflow.problem import Problem
+from gridflow.core.grid import Grid
+from gridflow.core.problem import Problem
 from gridflow.reproduce import chemseddine_claims
 from gridflow.reproduce.claims import Claim, checks_table, claims_table, settings_text, write_claims
-from gridflow.solver import Frame, save_times, simulate, simulate_path
+from gridflow.time.solver import Frame, save_times, simulate, simulate_path
 
 TITLE = ("Chemseddine, Wald, Duong & Steidl, \"Neural Sampling from Boltzmann Densities: Fisher–Rao Curves "
          "in the Wasserstein Geometry\" (ICLR 2025; arXiv:2410.03282)")
@@ -642,7 +642,7 @@ def _on_grid(ts: np.ndarray, subset: Iterable[float]) -> np.ndarray:
 
 def teleport_fp_initial_fisher(m: float, h: float) -> float:
     """I(rho_1 | N(0, 1)) on the grid: the ``fisher_information`` diagnostic of the FP case at t = 0."""
-    from gridflow.diagnostics import fisher_information
+    from gridflow.analysis.diagnostics import fisher_information
 
     problem = Problem.from_case(teleport_fp_case(m, h))
     return fisher_information(problem.log_initial, problem.path.log_target, problem.grid)

@@ -2,7 +2,7 @@ r"""Crucinio & Pathiraja, *Properties and limitations of geometric tempering for
 dynamics* (TMLR; arXiv 2604.20301), reproduced on the grid: ``gridflow reproduce crucinio-pathiraja``.
 
 Every flow is solved from a case file in ``cases/papers/cp-*.toml`` (loaded with
-:func:`gridflow.case.load_case`; the mode separation ``m``, the flow, the schedule and the grid
+:func:`gridflow.io.case.load_case`; the mode separation ``m``, the flow, the schedule and the grid
 refinement are ``--set``-style overrides), at two resolutions, so that every number printed in
 the report is shown converged to the digits printed.
 
@@ -10,13 +10,13 @@ Parts (the brief's letters):
 
 (a) the six flows W, FR, WFR, plain and tempered with lambda = min(t/10, 1), from N(0, 1) to
     pi = N(1, 5) and to pi = N(20, 0.1) (densities spanning e^-2000): KL(rho_t || pi) for
-    t in [0, 10] at h and h/2, against the exact Gaussian moment ODE (:mod:`gridflow.exact`), and the
+    t in [0, 10] at h and h/2, against the exact Gaussian moment ODE (:mod:`gridflow.analysis.exact`), and the
     exponential decay rates after lambda = 1 (runs to t = 30);
 (b) the bimodal target 1/2 N(0,1) + 1/2 N(m,1) from N(0,1), m in {1, 2, 4, 6, 8, 10}: the time at
     which the exact MMD^2 (kernel exp(-(x-y)^2)) between rho_t and pi falls below 0.01, t <= 60,
     for W, WFR, FR, plain and tempered (linear, duration 60; exponential, rate 1/30;
     1 - 1/(2 + t/0.3) as an ``expression`` schedule, evaluated exactly);
-(c) the three adaptive rules of :mod:`gridflow.schedule` on m = 4, t <= 100, with the variance under rho_t
+(c) the three adaptive rules of :mod:`gridflow.core.schedule` on m = 4, t <= 100, with the variance under rho_t
     and under pi_lambda, and lambda(t) of the rule driven by the tempered FR solution against an
     independent ODE oracle;
 (d) the 2D analogue of (b): modes m apart along the diagonal, checked against the exact
@@ -48,9 +48,9 @@ import numpy as np
 from scipy import optimize, signal, special
 from scipy.integrate import solve_ivp
 
-from gridflow.case import load_case
-from gridflow.exact import REFERENCE_KL_TABLE
-from gridflow.grid import Grid
+from gridflow.io.case import load_case
+from gridflow.analysis.exact import REFERENCE_KL_TABLE
+from gridflow.core.grid import Grid
 from gridflow.reproduce import crucinio_pathiraja_claims
 from gridflow.reproduce.claims import Claim, checks_table, claims_table, write_claims
 
@@ -184,8 +184,8 @@ class Job:
 
 def solve_job(job: Job) -> dict:
     """Solve ``job`` and return its saved times, lambda, KL, MMD^2 to pi, step counts and wall time."""
-    from gridflow.problem import Problem
-    from gridflow.solver import save_times, simulate
+    from gridflow.core.problem import Problem
+    from gridflow.time.solver import save_times, simulate
 
     start = time.perf_counter()
     with np.errstate(divide="raise", invalid="raise", over="raise", under="ignore"):
@@ -320,7 +320,7 @@ GAUSS = {  # name -> (case file, target mean, target variance, cells at level 0)
 }
 LEVELS_A = {0: {"refine": 1, "tol": 1e-6}, 1: {"refine": 2, "tol": 1e-7}}
 TABLE_TIMES_A = (1.0, 2.0, 5.0, 10.0)
-#: the reference table :data:`gridflow.exact.REFERENCE_KL_TABLE` for pi = N(1, 5): (value as printed, one unit of its last digit), t = 1, 2, 5, 10
+#: the reference table :data:`gridflow.analysis.exact.REFERENCE_KL_TABLE` for pi = N(1, 5): (value as printed, one unit of its last digit), t = 1, 2, 5, 10
 REFERENCE_TABLE = {(short, tempered): REFERENCE_KL_TABLE[(FLOWS[short], tempered)]
                    for short in FLOWS for tempered in (False, True)}
 #: the finer runs of the tempered flows go on after lambda = 1 (t = 10) to measure the decay rates
@@ -452,8 +452,8 @@ def refine_jobs_d(res: dict) -> list[Job]:
 # ============================================================================ exact oracles
 
 def gaussian_exact_kl(target: str, flow: str, tempered: bool, times: np.ndarray) -> np.ndarray:
-    """KL(rho_t || pi) of the Gaussian moment ODE (:func:`gridflow.exact.gaussian_flow_moments`; DOP853, rtol 1e-12) at ``times``."""
-    from gridflow.exact import gaussian_flow_moments, gaussian_kl, linear_schedule
+    """KL(rho_t || pi) of the Gaussian moment ODE (:func:`gridflow.analysis.exact.gaussian_flow_moments`; DOP853, rtol 1e-12) at ``times``."""
+    from gridflow.analysis.exact import gaussian_flow_moments, gaussian_kl, linear_schedule
 
     _, mean, var, _ = GAUSS[target]
     a = 1.0 if flow in ("W", "WFR") else 0.0
@@ -477,7 +477,7 @@ def asymptotic_kl_rate(flow: str, var: float) -> float:
 
 def fr_exponent(sched: str, t):
     """J(t) = ∫_0^t e^{-(t-s)} lambda(s) ds: tempered FR from rho_0 = pi_0 is exactly pi_J (docs/numerics.md, Fisher–Rao)."""
-    from gridflow.exact import fisher_rao_exponent_exponential, fisher_rao_exponent_linear
+    from gridflow.analysis.exact import fisher_rao_exponent_exponential, fisher_rao_exponent_linear
 
     t = np.asarray(t, float)
     if sched == "plain":
@@ -499,7 +499,7 @@ def fr_exact_times(grid: Grid, log_reference: np.ndarray, log_target: np.ndarray
     mmd = GridMMD(grid)
     q = masses(log_target, grid)
     tilt = log_target - log_reference
-    from gridflow.distributions import normalise
+    from gridflow.core.distributions import normalise
 
     def m_of(j: float) -> float:
         return mmd.mmd2(masses(normalise(log_reference + j * tilt, grid), grid), q)
@@ -642,7 +642,7 @@ def solve_particles(job: ParticleJob) -> dict:
     """Seeded particle runs of the paper's kind of dynamics; MMD^2 to pi at t = 0, every, ..., 60.
 
     ``fr-is``: iid draws from rho_0 = N(0,1) with weights ∝ exp(J(t) T) (the exact FR/tempered-FR law for
-    N -> infinity, no time error; :mod:`gridflow.samplers`).  ``ula``: (tempered) unadjusted Langevin,
+    N -> infinity, no time error; :mod:`gridflow.particles.samplers`).  ``ula``: (tempered) unadjusted Langevin,
     X += dt grad log pi_lambda(X) + sqrt(2 dt) xi, the particle method of the W flow (weak error O(dt)).
     """
     start = time.perf_counter()
@@ -849,7 +849,7 @@ def analyse_a(res: dict) -> dict:
 
 def analyse_b(res: dict) -> dict:
     out: dict = {"times": {}, "fr_exact": {}, "gaps": [], "unreached": {}, "interp": 0.0}
-    from gridflow.problem import Problem
+    from gridflow.core.problem import Problem
 
     for m in M_VALUES:
         case = load_case(CASE_DIR / "cp-bimodal.toml", overrides=bimodal_1d_overrides(m, LEVELS_B[1]["h"]))
@@ -1456,7 +1456,7 @@ def render_report(a: dict, b: dict, c: dict, d: dict, p: dict, res: dict, figs: 
         w(f"\n![KL curves, pi = N({mean:g}, {var:g})]({figs['a_' + target]})\n")
     refs = a["reference"]
     bad = [r for r in refs if not r["agrees"]]
-    w(f"The wide-target case is the reference table `gridflow.exact.REFERENCE_KL_TABLE`: {len(refs) - len(bad)} of its {len(refs)} entries "
+    w(f"The wide-target case is the reference table `gridflow.analysis.exact.REFERENCE_KL_TABLE`: {len(refs) - len(bad)} of its {len(refs)} entries "
       "agree with the grid to one unit of their last printed digit"
       + ("." if not bad else "; the exception" + ("s" if len(bad) > 1 else "") + ": " + "; ".join(
           f"{'tempered ' if r['tempered'] else ''}{r['flow']} at t = {r['t']:g}, table {r['table']:g}, grid "
@@ -1464,7 +1464,7 @@ def render_report(a: dict, b: dict, c: dict, d: dict, p: dict, res: dict, figs: 
          + " (the table's entry is off by more than its last digit; relative differences of the grid from the exact "
            "value: " + ", ".join(f"{abs(r['grid'] / r['exact'] - 1):.1e}" for r in bad) + ").") + "\n")
     w("**Refinement.** Each value at h and h/2, the digits printed, and the exact Gaussian moment ODE "
-      "(`gridflow.exact.gaussian_flow_moments`, DOP853, rtol 1e-12) rounded to the same digits:\n")
+      "(`gridflow.analysis.exact.gaussian_flow_moments`, DOP853, rtol 1e-12) rounded to the same digits:\n")
     rows = []
     for e in table_rows:
         rows.append([f"N({GAUSS[e['target']][1]:g}, {GAUSS[e['target']][2]:g})",
@@ -1660,7 +1660,7 @@ def render_report(a: dict, b: dict, c: dict, d: dict, p: dict, res: dict, figs: 
 
     # ---- particles
     w("## Particles against the exact PDE\n")
-    w("Seeded particle runs of the same dynamics (`gridflow.samplers`), MMD^2 to pi evaluated exactly for the ensemble "
+    w("Seeded particle runs of the same dynamics (`gridflow.particles.samplers`), MMD^2 to pi evaluated exactly for the ensemble "
       "(unbiased U-statistic; kernel means of the Gaussian mixture in closed form):\n"
       "* **FR particles**: N = 1000 iid draws from mu_0 = N(0,1) with weights proportional to exp(J(t) T(x_i)) — "
       "the exact law of the (tempered) FR flow as N -> infinity, without time error; 5 seeds.\n"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gridflow.grid import Grid
+from gridflow.core.grid import Grid
 
 #: Seed of ``numpy.random.default_rng`` that draws the means.
 SEED = 0

@@ -1,0 +1,7 @@
+"""The flows' space discretisations: the generators (matrices) of each flow and their kernels.
+
+fisher_rao.py    the Fisher-Rao (birth-death) flow, solved exactly in log space
+fokker_planck.py the Scharfetter-Gummel finite-volume generator of the Fokker-Planck equation
+kernels.py       compiled (numba) kernels of the Fokker-Planck axis step in log space
+path.py          the minimal-kinetic-energy velocity of the tempering path (the `path` flow)
+"""

@@ -1,0 +1,5 @@
+"""Time integration: the stepper with its error control and guards, and the solve loop.
+
+solver.py  drives a problem through its save times and produces frames (no files)
+stepper.py adaptive time integration (Strang splitting) with error control and guards
+"""
