@@ -1,4 +1,4 @@
-"""Exact samples of grid densities and sample files (SPEC §3 ``sample``; NUMERICS §8)."""
+"""Exact samples of grid densities and sample files (``gridflow sample``; docs/validation.md)."""
 
 from __future__ import annotations
 

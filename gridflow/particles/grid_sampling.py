@@ -1,4 +1,4 @@
-"""Exact samples of a grid density, and sample files (SPEC §3: ``gridflow sample``).
+"""Exact samples of a grid density, and sample files (``gridflow sample``; docs/validation.md).
 
 A grid density is an array of cell averages, piecewise CONSTANT on the cells of a
 :class:`~gridflow.core.grid.Grid`.  Exact iid samples of it are drawn by choosing a cell with
