@@ -41,19 +41,8 @@ def uninterrupted(tmp_path_factory):
 
 def _interrupted(path: Path, frames: int, monkeypatch) -> None:
     """Run the case and stop it with KeyboardInterrupt while it writes frame ``frames``."""
-    original = TrajectoryWriter.write_frame
-
-    def write_frame(self, **kw):
-        if self.frames_written == frames:
-            raise KeyboardInterrupt
-        original(self, **kw)
-
-    with monkeypatch.context() as m:
-        m.setattr(TrajectoryWriter, "write_frame", write_frame)
-        with pytest.raises(KeyboardInterrupt):
-            run(_case(), output=path)
-    tr = open_trajectory(path)
-    assert tr.status == "interrupted" and len(tr.time) == frames
+    _run_until(_case(), path, frames, monkeypatch, resume=False)
+    assert open_trajectory(path).status == "interrupted"
 
 
 @pytest.mark.parametrize("frames", [1, 37, 100])
