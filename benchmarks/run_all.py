@@ -7,7 +7,7 @@ Steps, every solve in a fresh process (``benchmarks/competitors.py``) unless sai
 1. references: gridflow on two fine grids (n, 2n) with Richardson extrapolation (P2: the product
    of its two 1D factors), with the estimated error of each;
 2. search: per solver and problem, the cheapest (grid, tolerance) reaching L1 <= 1e-3 at t = 2
-   (warm solves in one process; py-pde's numba backend uses the setting found with its numpy
+   (warm solves in one process; py-pde's numpy backend uses the setting found with its numba
    backend: same discretisation and same Runge-Kutta steps, so the same L1);
 3. measurements: R rounds, the solvers in shuffled order within a round, each a fresh process
    (whole-process wall time, then warm solves in that process); medians and spread;
@@ -106,11 +106,13 @@ def references(quick: bool) -> dict:
             c = gridflow_density(make_case("P1", cells=n1, tolerance=tol1))
             f = gridflow_density(make_case("P1", cells=2 * n1, tolerance=tol1))
             ref, space = richardson(c, f, lower=lo, upper=up)
+            half = gridflow_density(make_case("P1", cells=n1 // 2, tolerance=tol1))
+            extrap = l1_distance(richardson(half, c, lower=lo, upper=up)[0], ref, lower=lo, upper=up)
             loose = gridflow_density(make_case("P1", cells=n1, tolerance=10 * tol1))
             tim = l1_distance(loose, c, lower=lo, upper=up)
             grids, tol = [n1, 2 * n1], tol1
         elif problem == "P2":
-            factors, space, tim = [], 0.0, 0.0
+            factors, space, tim, extrap = [], 0.0, 0.0, None
             for axis in (0, 1):
                 lo1, up1 = [-6.0], [6.0]
                 c = gridflow_density(p2_axis_case(axis, cells=n1 // 2, tolerance=tol1))
@@ -127,11 +129,13 @@ def references(quick: bool) -> dict:
             c = gridflow_density(make_case("P3", cells=n3, tolerance=tol3))
             f = gridflow_density(make_case("P3", cells=2 * n3, tolerance=tol3))
             ref, space = richardson(c, f, lower=lo, upper=up)
+            half = gridflow_density(make_case("P3", cells=n3 // 2, tolerance=tol3))
+            extrap = l1_distance(richardson(half, c, lower=lo, upper=up)[0], ref, lower=lo, upper=up)
             loose = gridflow_density(make_case("P3", cells=n3, tolerance=10 * tol3))
             tim = l1_distance(loose, c, lower=lo, upper=up)
             grids, tol = [n3, 2 * n3], tol3
         np.save(CACHE / f"ref_{problem}.npy", ref)
-        info[problem] = {"grids": grids, "tolerance": tol, "space_error": space, "time_error_bound": tim,
+        info[problem] = {"grids": grids, "tolerance": tol, "space_error": space, "extrapolation_change": extrap, "time_error_bound": tim,
                          "seconds": time.perf_counter() - t0}
         print(f"reference {problem}: grids {grids} tol {tol:g}: space {space:.2e}, time (10x tol) {tim:.2e}",
               flush=True)
@@ -142,15 +146,15 @@ def run_search(quick: bool) -> dict:
     """Cheapest setting per (solver, problem); pypde-numba takes pypde-numpy's."""
     found = {}
     for problem in PROBLEMS:
-        for solver in ("gridflow", "pypde-numpy", "baseline"):
+        for solver in ("gridflow", "pypde-numba", "baseline"):
             r = timed([sys.executable, str(HERE / "competitors.py"), solver, problem, "0", "0",
-                       "--search", str(CACHE / f"ref_{problem}.npy"), "--max-seconds", "10" if quick else "60"])
+                       "--search", str(CACHE / f"ref_{problem}.npy"), "--max-seconds", "30" if quick else "120"])
             rows = json.loads(r["stdout"].strip().splitlines()[-1])
             ok = [row for row in rows if row["l1"] <= 1e-3]
             best = min(ok, key=lambda row: row["time"]) if ok else None
             found[f"{solver}/{problem}"] = {"tried": rows, "best": best}
             print(f"search {solver} {problem}: best {best}", flush=True)
-        found[f"pypde-numba/{problem}"] = dict(found[f"pypde-numpy/{problem}"], note="setting of pypde-numpy")
+        found[f"pypde-numpy/{problem}"] = dict(found[f"pypde-numba/{problem}"], note="setting of pypde-numba")
     return found
 
 
