@@ -214,7 +214,7 @@ def main() -> None:
     first = time.perf_counter() - t0
     times = []
     for _ in range(args.warm):
-        if sum(times) > 20.0:       # long solves: fewer warm repeats
+        if sum(times) > 20.0 or (times and first > 60.0):   # long solves: fewer warm repeats
             break
         t1 = time.perf_counter()
         rho, low = fn(args.tol)

@@ -168,7 +168,7 @@ def measure(found: dict, *, repeat: int, warm: int, numba_rounds: int) -> dict:
         for solver, problem in jobs:
             key = f"{solver}/{problem}"
             best = found[f"{'gridflow' if solver == 'gridflow-cli' else solver}/{problem}"]["best"]
-            if best is None or (solver == "pypde-numba" and k >= numba_rounds):
+            if best is None or (solver.startswith("pypde") and k >= numba_rounds):
                 continue
             if solver == "gridflow-cli":
                 r = cli_run(make_case(problem, cells=best["cells"], tolerance=best["tol"]), label=problem)
@@ -203,7 +203,7 @@ def summary(times: list[float]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="coarser references, 2 rounds, numba whole-process once")
+    ap.add_argument("--quick", action="store_true", help="coarser references, 2 rounds (py-pde: 1)")
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--only-report", action="store_true", help="rewrite docs/benchmarks.md from the saved json")
     args = ap.parse_args()
