@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflow.io.case import (MAX_FRAMES, TIME_RESOLUTION, apply_override, case_dim, check_memory, dumps_case,
-                           estimate_run_bytes, load_case, parse_case)
+from gridflow.io.case import apply_override, case_dim, check_memory, dumps_case, estimate_run_bytes, load_case, parse_case
+from gridflow.io.case_schema import MAX_FRAMES, TIME_RESOLUTION
 from gridflow.errors import CaseError, ExpressionError, LimitError
 
 DATA = Path(__file__).parent / "data" / "cases"

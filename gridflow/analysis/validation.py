@@ -46,6 +46,7 @@ import numpy as np
 
 from gridflow.errors import InputError
 from gridflow.core.grid import Grid
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
 __all__ = ["run_study", "validate", "verdict", "grid_reference", "fit_slope", "plot_study", "format_study", "add_parser", "command",
            "FAST_METRICS", "SQUARED_METRICS"]
@@ -97,7 +98,7 @@ def grid_reference(case: Mapping, time: float, *, reference: str | os.PathLike |
     from gridflow.time.solver import simulate
 
     t = case["time"]
-    (frame,) = simulate(problem, times=[float(time)], tolerance=float(t.get("tolerance", 1e-7)),
+    (frame,) = simulate(problem, times=[float(time)], tolerance=float(t.get("tolerance", DEFAULT_TOLERANCE)),
                         max_step=t.get("max_step"), initial_step=t.get("initial_step"))
     return problem.grid, frame.density, {"source": "solved", "time": float(frame.time), "lambda": float(frame.lam),
                                          "kl": float(frame.diagnostics["kl"])}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gridflow.errors import CaseError, DensityError, InputError, TrajectoryFileError
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
 __all__ = ["open_dataset", "solve_dataset", "frames_to_dataset", "trajectory_to_dataset", "grid_log_density"]
 
@@ -229,10 +230,10 @@ def _as_raw_case(case: Any) -> tuple[dict, Path | None]:
     """A raw case dict from a resolved or raw mapping, TOML text or a case file path."""
     import tomllib
 
-    from gridflow.io.case import _plain
+    from gridflow.io.case import plain_tables
 
     if isinstance(case, Mapping):
-        return _plain(case), None
+        return plain_tables(case), None
     if isinstance(case, os.PathLike) or (isinstance(case, str) and "\n" not in case and case.endswith(".toml")):
         p = Path(case)
         try:
@@ -376,7 +377,7 @@ def solve_dataset(case: Any, *, target: DensityInput | None = None, initial: Den
                                       overrides=overrides)
     frames = list(_frames(problem, resolved["time"]))
     attrs = {"case": dumps_case(resolved), "flow": problem.flow, "scheme": scheme_description(problem.flux),
-             "tolerance": float(resolved["time"].get("tolerance", 1e-7)),
+             "tolerance": float(resolved["time"].get("tolerance", DEFAULT_TOLERANCE)),
              "total_steps": int(sum(f.steps for f in frames))}
     if problem.max_cell_peclet is not None:
         attrs["max_cell_peclet"] = float(problem.max_cell_peclet)

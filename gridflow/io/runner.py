@@ -16,6 +16,7 @@ import numpy as np
 from gridflow.errors import InputError, TrajectoryFileError
 from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 from gridflow.time.solver import Frame, save_times, simulate, simulate_path
 from gridflow.time.stepper import State, scheme_description
 
@@ -25,7 +26,7 @@ def _frames(problem: Problem, time_table: Mapping, *, on_step=None, times=None,
     times = save_times(time_table) if times is None else times
     if problem.flow == "path":
         return simulate_path(problem, times=times)
-    return simulate(problem, times=times, tolerance=float(time_table.get("tolerance", 1e-7)),
+    return simulate(problem, times=times, tolerance=float(time_table.get("tolerance", DEFAULT_TOLERANCE)),
                     max_step=time_table.get("max_step"), initial_step=time_table.get("initial_step"),
                     state=state, on_step=on_step)
 
@@ -276,7 +277,7 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
         "flow": problem.flow,
         "scheme": scheme_description(problem.flux),
         "boundary": problem.grid.boundary,
-        "tolerance": float(t.get("tolerance", 1e-7)),
+        "tolerance": float(t.get("tolerance", DEFAULT_TOLERANCE)),
     }
     if problem.max_cell_peclet is not None:
         attrs["max_cell_peclet"] = float(problem.max_cell_peclet)

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from gridflow.io.case import load_case
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 from gridflow.errors import InputError
 from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
@@ -189,7 +190,7 @@ def frames(case: Mapping) -> tuple[Problem, Iterator[Frame]]:
     if problem.flow == "path":
         return problem, simulate_path(problem, times=times)
     t = case["time"]
-    return problem, simulate(problem, times=times, tolerance=float(t.get("tolerance", 1e-7)),
+    return problem, simulate(problem, times=times, tolerance=float(t.get("tolerance", DEFAULT_TOLERANCE)),
                              max_step=t.get("max_step"), initial_step=t.get("initial_step"))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from gridflow.analysis.diagnostics import frame_diagnostics
 from gridflow.core.problem import Problem
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 from gridflow.time.stepper import State, Stepper
 
 
@@ -51,7 +52,7 @@ def save_times(time_table: Mapping) -> np.ndarray:
     return np.asarray(times)
 
 
-def simulate(problem: Problem, *, times: Sequence[float], tolerance: float = 1e-7,
+def simulate(problem: Problem, *, times: Sequence[float], tolerance: float = DEFAULT_TOLERANCE,
              max_step: float | None = None, initial_step: float | None = None,
              state: State | None = None, on_step: Callable[[State], None] | None = None) -> Iterator[Frame]:
     """Yield a :class:`Frame` at each of ``times`` (increasing, >= the start time).

@@ -42,6 +42,7 @@ from gridflow.flows.fisher_rao import fisher_rao_step
 from gridflow.flows.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
+from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
 #: the two-point flux of the Wasserstein part, by the name ``flow.flux`` takes
 FLUX_DESCRIPTIONS = {
@@ -102,7 +103,7 @@ class Stepper:
     ``max_step`` caps the step; ``initial_step`` is the first step tried.
     """
 
-    def __init__(self, problem: Problem, *, tolerance: float = 1e-7, max_step: float | None = None,
+    def __init__(self, problem: Problem, *, tolerance: float = DEFAULT_TOLERANCE, max_step: float | None = None,
                  initial_step: float | None = None, keep_history: bool = False, extrapolate: bool = True) -> None:
         if problem.flow == "path":
             raise ValueError("the path flow prescribes the density; it is not integrated by Stepper")
