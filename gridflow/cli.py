@@ -157,7 +157,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.Path
 
     Refused (:class:`InputError`): a NUL byte or a component longer than the file system allows;
     a path that is one of the command's ``inputs``; an existing directory, device, FIFO, socket or
-    write-protected file (:func:`gridflow.io.h5store.check_output_path`); a new path whose directory
+    write-protected file (:func:`gridflow.io.output_safety.check_output_path`); a new path whose directory
     (the nearest existing one: missing directories are created) the user cannot write to.
     Returns the path.
     """
@@ -191,7 +191,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: Sequence[str | os.Path
     except OSError as exc:
         raise InputError(f"Cannot use the {what} {text} ({exc.strerror}); check the path.") from None
     if st is not None:  # an existing path: the store's own check (devices, FIFOs, directories, write-protected)
-        from gridflow.io.h5store import check_output_path as check_existing
+        from gridflow.io.output_safety import check_output_path as check_existing
 
         check_existing(p, noun=what)
         return p
@@ -280,7 +280,7 @@ def _damage_lines(tr) -> list[str]:
     """Lines of :func:`summary` listing the damaged frames (at most 10 shown) and whether
     ``--resume`` would accept the file."""
     from gridflow.io.runner import resume_verdict
-    from gridflow.io.trajectory import damaged_frames
+    from gridflow.io.trajectory_damage import damaged_frames
 
     lines = []
     damaged = damaged_frames(tr)

@@ -16,7 +16,8 @@ from gridflow.io.case import dumps_case, load_case
 from gridflow.cli import main
 from gridflow.errors import InputError
 from gridflow.io.runner import run
-from gridflow.io.trajectory import TrajectoryWriter, open_trajectory
+from gridflow.io.trajectory import open_trajectory
+from gridflow.io.trajectory_writer import TrajectoryWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "quickstart.toml"

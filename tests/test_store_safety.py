@@ -18,8 +18,9 @@ import pytest
 from gridflow.cli import main
 from gridflow.errors import TrajectoryFileError
 from gridflow.core.grid import Grid
-from gridflow.io.h5store import OutputLock, check_output_path, lock_path
-from gridflow.io.trajectory import TrajectoryWriter, open_trajectory
+from gridflow.io.output_safety import OutputLock, check_output_path, lock_path
+from gridflow.io.trajectory import open_trajectory
+from gridflow.io.trajectory_writer import TrajectoryWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "quickstart.toml"
@@ -122,7 +123,7 @@ def test_the_lock_is_held_across_processes(tmp_path):
     path = tmp_path / "out.h5"
     lock = OutputLock(path, noun="trajectory file")
     try:
-        code = ("from gridflow.io.h5store import OutputLock; from pathlib import Path; "
+        code = ("from gridflow.io.output_safety import OutputLock; from pathlib import Path; "
                 f"OutputLock(Path({str(path)!r}), noun='x')")
         proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 1 and f"process {os.getpid()} is writing it" in proc.stderr

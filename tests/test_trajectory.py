@@ -18,7 +18,8 @@ import pytest
 from gridflow._version import __version__
 from gridflow.errors import InputError, TrajectoryFileError
 from gridflow.core.grid import Grid
-from gridflow.io.trajectory import FRAME_FIELDS, Trajectory, TrajectoryWriter, open_trajectory
+from gridflow.io.trajectory import FRAME_FIELDS, Trajectory, open_trajectory
+from gridflow.io.trajectory_writer import TrajectoryWriter
 
 ATTRS = {"case": 'name = "demo"\n[grid]\ncells = [16]\n', "flow": "fokker-planck", "scheme": "sg/bdf2", "tolerance": 1e-7}
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +264,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
     from gridflow.core.grid import Grid
-    from gridflow.io.trajectory import TrajectoryWriter
+    from gridflow.io.trajectory_writer import TrajectoryWriter
     grid = Grid((-1.0, -1.0), (1.0, 1.0), (24, 20))
     rho = np.full(grid.shape, 0.25)
     w = TrajectoryWriter(sys.argv[1], grid=grid, log_target=np.log(rho), log_reference=np.log(rho),

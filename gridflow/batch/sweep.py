@@ -417,8 +417,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _final(path: Path) -> dict[str, Any]:
     """Final time, KL and step count read back from a trajectory file."""
-    from gridflow.io.h5store import decode_attr, read_file
-    from gridflow.io.trajectory import _FILE_KIND
+    from gridflow.io.h5reader import read_file
+    from gridflow.io.h5store import decode_attr
+    from gridflow.io.trajectory import FILE_KIND
 
     def read(f, _path) -> dict[str, Any]:
         n = len(f["time"])
@@ -427,7 +428,7 @@ def _final(path: Path) -> dict[str, Any]:
         return {"final_time": float(f["time"][n - 1]), "final_kl": float(f["kl"][n - 1]),
                 "total_steps": int(decode_attr(f.attrs.get("total_steps", 0)))}
 
-    return read_file(Path(path), _FILE_KIND, read)[0]
+    return read_file(Path(path), FILE_KIND, read)[0]
 
 
 def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
@@ -600,7 +601,7 @@ def _pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, 
     the pool, the runs it held are rerun one process each (so only the culprit fails) and a new
     pool takes the rest."""
     import gridflow.io.runner  # noqa: F401  imported once here, not in every forked worker
-    import gridflow.io.trajectory  # noqa: F401
+    import gridflow.io.trajectory_writer  # noqa: F401  (imports gridflow.io.trajectory)
 
     with _stop_flag() as stop:
         _pool_loop(todo, workers, finished, stop)

@@ -37,8 +37,9 @@ import numpy as np
 
 from gridflow._version import __version__
 from gridflow.errors import TrajectoryFileError
-from gridflow.io.h5store import (AttrValue, FileKind, StatusFile, attr_value, create_dimension, create_variable, fail,
-                              first_line, load_xarray, read_attrs, read_file, utc_now)
+from gridflow.io.h5reader import FileKind, fail, load_xarray, read_file
+from gridflow.io.h5store import AttrValue, attr_value, create_dimension, create_variable, first_line, read_attrs, utc_now
+from gridflow.io.status_file import StatusFile
 
 __all__ = ["ParticleWriter", "ParticleTrajectory", "open_particles", "write_particles"]
 

@@ -17,6 +17,7 @@ from gridflow.errors import InputError, TrajectoryFileError
 from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
+from gridflow.io.trajectory_damage import MASS_TOLERANCE
 from gridflow.time.solver import Frame, save_times, simulate, simulate_path
 from gridflow.time.stepper import State, scheme_description
 
@@ -66,11 +67,6 @@ def _check_same_case(path: Path, attrs: Mapping, case: Mapping) -> None:
         raise InputError(
             f"Cannot resume {path}: it was written by a different case (differing keys: {', '.join(diff)}). "
             "Resume with the same case file and --set options, or run without --resume to start afresh.")
-
-
-MASS_TOLERANCE = 1e-6
-"""How far from 1 a frame's mass may be for --resume to continue from the file (the solver keeps
-it to round-off, ~1e-13; a larger error means a damaged frame)."""
 
 
 def _damaged(path: Path, k: int, t: float, problem: str) -> TrajectoryFileError:
@@ -251,7 +247,8 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
 def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, resume: bool) -> Path:
     """The body of :func:`run`."""
     from gridflow.io.case import dumps_case
-    from gridflow.io.trajectory import TrajectoryWriter, open_trajectory, trajectory_attrs
+    from gridflow.io.trajectory import open_trajectory, trajectory_attrs
+    from gridflow.io.trajectory_writer import TrajectoryWriter
 
     path = Path(output if output is not None else case["output"]["path"])
     problem = Problem.from_case(case)
