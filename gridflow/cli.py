@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: F821 - imported here, inside 
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their parameters, run nothing")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    from gridflow.analysis.validation import add_parser as add_validate_parser
+    from gridflow.analysis.validation_cli import add_parser as add_validate_parser
 
     add_validate_parser(sub)
 
@@ -563,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_validate(args) -> int:
-    from gridflow.analysis.validation import command
+    from gridflow.analysis.validation_cli import command
 
     _validate_limits(args)
     return command(args)

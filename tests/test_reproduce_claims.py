@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from gridflow.errors import InputError
-from gridflow.reproduce import chemseddine_claims, crucinio_pathiraja_claims
+from gridflow.reproduce.chemseddine import claims as chemseddine_claims
+from gridflow.reproduce.crucinio_pathiraja import claims as crucinio_pathiraja_claims
 from gridflow.reproduce.claims import (Check, Claim, Measured, claims_table, read_claims, settings_text, write_claims,
                                        write_index)
 

@@ -1,4 +1,4 @@
-"""The Crucinio & Pathiraja reproduction (gridflow/reproduce/crucinio_pathiraja.py, cases/papers/cp-*.toml).
+"""The Crucinio & Pathiraja reproduction (gridflow/reproduce/crucinio_pathiraja/, cases/papers/cp-*.toml).
 
 Fast checks of its pieces (exact MMD^2, the expression schedule, the case files, the oracles) and the
 property the paper proves, 'tempered FR KL >= plain FR KL at every saved time', over every configuration
@@ -20,6 +20,10 @@ from gridflow.io.case import load_case
 from gridflow.analysis.exact import gaussian_flow_moments, gaussian_kl, linear_schedule
 from gridflow.core.grid import Grid
 from gridflow.reproduce import crucinio_pathiraja as cp
+from gridflow.reproduce.crucinio_pathiraja import cases as cp_cases
+from gridflow.reproduce.crucinio_pathiraja import mmd as cp_mmd
+from gridflow.reproduce.crucinio_pathiraja import oracles as cp_oracles
+from gridflow.reproduce.crucinio_pathiraja import study as cp_study
 
 CASES = Path(__file__).resolve().parents[1] / "cases" / "papers"
 H_COARSE = 0.05          # 1D cell width of the property runs (400-520 cells)
@@ -28,11 +32,11 @@ H_COARSE_2D = 0.4        # 2D cell width (36^2-48^2 cells)
 
 def _kl_run(case: str, overrides: list[str], end: float, every: float) -> dict:
     ov = overrides + [f"time.end={end!r}", f"time.save_every={every!r}", "time.tolerance=1e-6"]
-    return cp.solve_job(cp.Job(("test",), case, tuple(ov), mmd=False))
+    return cp_study.solve_job(cp_cases.Job(("test",), case, tuple(ov), mmd=False))
 
 
 def _assert_never_faster(plain: dict, tempered: dict, what: str) -> None:
-    g = cp.fr_gap(plain, tempered)
+    g = cp_study.fr_gap(plain, tempered)
     assert g["times"] == len(plain["t"]) == len(tempered["t"]), what
     # >= up to round-off of the grid KL (its floor is ~1e-13 on these grids)
     assert g["holds"], (what, g)
@@ -46,7 +50,7 @@ def _assert_never_faster(plain: dict, tempered: dict, what: str) -> None:
 @pytest.mark.parametrize("h", [0.02, 0.3, 1.0])
 def test_cell_pair_kernel_is_the_exact_double_integral(h):
     n = 6
-    J = cp.cell_pair_kernel(n, h)
+    J = cp_mmd.cell_pair_kernel(n, h)
     for k in range(-(n - 1), n):
         val, err = integrate.dblquad(lambda b, a: math.exp(-(k * h + a - b) ** 2), 0.0, h, 0.0, h,
                                      epsabs=1e-15, epsrel=1e-13)
@@ -58,8 +62,8 @@ def test_grid_mmd_fft_equals_dense_quadratic_form_and_gaussian_closed_form():
     x = grid.axes[0]
     p = np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi) * grid.cell_volume
     q = np.exp(-0.5 * (x - 1.0) ** 2) / math.sqrt(2 * math.pi) * grid.cell_volume
-    mmd = cp.GridMMD(grid)
-    J = cp.cell_pair_kernel(1100, grid.spacing[0])
+    mmd = cp_mmd.GridMMD(grid)
+    J = cp_mmd.cell_pair_kernel(1100, grid.spacing[0])
     K = linalg.toeplitz(J[1099:])
     d = p - q
     assert mmd.mmd2(p, q) == pytest.approx(float(d @ K @ d), rel=1e-12, abs=1e-16)
@@ -76,9 +80,9 @@ def test_grid_mmd_2d_product_densities_factorise():
     pp = np.exp(-0.5 * x**2) + np.exp(-0.5 * (x - 4) ** 2)
     g = np.exp(-0.5 * y**2)
     f, pp, g = f / f.sum(), pp / pp.sum(), g / g.sum()
-    m2 = cp.GridMMD(grid).mmd2(np.outer(f, g), np.outer(pp, g))
-    mx = cp.GridMMD(Grid([-6.0], [9.0], [60])).mmd2(f, pp)
-    ky = float(g @ linalg.toeplitz(cp.cell_pair_kernel(40, grid.spacing[1])[39:]) @ g)
+    m2 = cp_mmd.GridMMD(grid).mmd2(np.outer(f, g), np.outer(pp, g))
+    mx = cp_mmd.GridMMD(Grid([-6.0], [9.0], [60])).mmd2(f, pp)
+    ky = float(g @ linalg.toeplitz(cp_mmd.cell_pair_kernel(40, grid.spacing[1])[39:]) @ g)
     assert m2 == pytest.approx(mx * ky, rel=1e-12)
     # E exp(-(V-V')^2) = 1/sqrt(1 + 2 Var(V-V')) = 1/sqrt5 for V, V' ~ N(0,1); a piecewise-constant density adds
     # the within-cell variance h^2/12 to each draw: 1/sqrt(5 + h^2/3), up to O(h^4)
@@ -89,19 +93,19 @@ def test_grid_mmd_2d_product_densities_factorise():
 def test_crossing_time_interpolation():
     t = np.array([0.0, 1.0, 2.0, 3.0])
     y = 0.04 * np.exp(-t)                     # log-linear: interpolation is exact
-    assert cp.first_below(t, y) == pytest.approx(math.log(4.0), rel=1e-14)
-    assert cp.crossing_cubic(t, y) == pytest.approx(math.log(4.0), rel=1e-12)
-    assert cp.first_below(t, np.full(4, 0.5)) == math.inf
-    assert cp.first_below(t, np.full(4, 0.001)) == 0.0
+    assert cp_mmd.first_below(t, y) == pytest.approx(math.log(4.0), rel=1e-14)
+    assert cp_study.crossing_cubic(t, y) == pytest.approx(math.log(4.0), rel=1e-12)
+    assert cp_mmd.first_below(t, np.full(4, 0.5)) == math.inf
+    assert cp_mmd.first_below(t, np.full(4, 0.001)) == 0.0
 
 
 def test_printed_digits_respect_refinement():
     # a coincidence of rounding near a rounding boundary does not count as agreement
-    assert cp.fmt_kl(0.442740934, 0.44274054) == ("0.44274", 5)
-    assert cp.fmt_kl(0.210110064, 0.210110064) == ("0.210110", 6)
-    assert cp.fmt_kl(-2e-13, 3e-13)[1] == -1
-    assert cp.fmt_time(12.717, 12.718) == "12.72"
-    assert cp.fmt_time(math.inf, math.inf) == "> 60"
+    assert cp_study.fmt_kl(0.442740934, 0.44274054) == ("0.44274", 5)
+    assert cp_study.fmt_kl(0.210110064, 0.210110064) == ("0.210110", 6)
+    assert cp_study.fmt_kl(-2e-13, 3e-13)[1] == -1
+    assert cp_study.fmt_time(12.717, 12.718) == "12.72"
+    assert cp_study.fmt_time(math.inf, math.inf) == "> 60"
 
 
 # ------------------------------------------------------------------------------- case files
@@ -119,16 +123,16 @@ def test_case_files_are_valid_and_consistent():
     assert cases["cp-bimodal-hyperbolic.toml"]["flow"] == base["flow"]
     assert cases["cp-bimodal-hyperbolic.toml"]["time"] == base["time"]
     # the overrides the reproduction uses are valid and give the documented boxes and cell widths
-    for m in cp.M_VALUES:
-        c = load_case(CASES / "cp-bimodal.toml", overrides=cp.bimodal_1d_overrides(m, 0.02))
+    for m in cp_cases.M_VALUES:
+        c = load_case(CASES / "cp-bimodal.toml", overrides=cp_cases.bimodal_1d_overrides(m, 0.02))
         assert c["grid"]["upper"] == [pytest.approx(m + 8.0)]
         assert (c["grid"]["upper"][0] - c["grid"]["lower"][0]) / c["grid"]["cells"][0] == pytest.approx(0.02)
-        c2 = load_case(CASES / "cp-bimodal-2d.toml", overrides=cp.bimodal_2d_overrides(m, 0.2))
+        c2 = load_case(CASES / "cp-bimodal-2d.toml", overrides=cp_cases.bimodal_2d_overrides(m, 0.2))
         a = m / math.sqrt(2.0)
         assert c2["target"]["components"][1]["mean"] == [pytest.approx(a), pytest.approx(a)]
         assert c2["grid"]["upper"][0] >= a + 6.0
     # the 2D default is m = 4 and its override for m = 4 reproduces the file
-    assert load_case(CASES / "cp-bimodal-2d.toml", overrides=cp.bimodal_2d_overrides(4, 0.2))["grid"] == \
+    assert load_case(CASES / "cp-bimodal-2d.toml", overrides=cp_cases.bimodal_2d_overrides(4, 0.2))["grid"] == \
         cases["cp-bimodal-2d.toml"]["grid"]
 
 
@@ -137,15 +141,15 @@ def test_hyperbolic_schedule_is_the_exact_expression():
 
     sched = load_case(CASES / "cp-bimodal-hyperbolic.toml")["tempering"]["schedule"]
     assert sched == {"kind": "expression", "lambda": "1 - 1/(2 + t/0.3)"}
-    assert cp.SCHEDULES_B["hyperbolic"] == '{ kind = "expression", lambda = "1 - 1/(2 + t/0.3)" }'
+    assert cp_cases.SCHEDULES_B["hyperbolic"] == '{ kind = "expression", lambda = "1 - 1/(2 + t/0.3)" }'
     # the 2D runs' override gives the same schedule
-    c2 = load_case(CASES / "cp-bimodal-2d.toml", overrides=[f"tempering.schedule={cp.SCHEDULES_B['hyperbolic']}"])
+    c2 = load_case(CASES / "cp-bimodal-2d.toml", overrides=[f"tempering.schedule={cp_cases.SCHEDULES_B['hyperbolic']}"])
     assert c2["tempering"]["schedule"] == sched
     s = schedule_from_table(sched)
     t = np.concatenate([np.linspace(0.0, 60.0, 6001), [1e-12, 0.3, 0.6, 59.999, 100.0]])
     for ti in t:
         assert s.value(ti) == pytest.approx(1 - 1 / (2 + ti / 0.3), rel=0, abs=1e-15), ti
-    np.testing.assert_allclose(s.values(t), cp.hyperbolic(t), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(s.values(t), cp_cases.hyperbolic(t), rtol=0, atol=1e-15)
     assert s.value(0.0) == 0.5
 
 
@@ -154,8 +158,8 @@ def test_fr_exponent_of_the_hyperbolic_schedule():
     from gridflow.analysis.exact import fisher_rao_exponent
 
     t = np.array([0.0, 0.3, 1.0, 7.0, 60.0])
-    ref = fisher_rao_exponent(t, schedule=lambda s: float(cp.hyperbolic(s)))
-    np.testing.assert_allclose(cp.fr_exponent("hyperbolic", t), ref, rtol=1e-11, atol=1e-14)
+    ref = fisher_rao_exponent(t, schedule=lambda s: float(cp_cases.hyperbolic(s)))
+    np.testing.assert_allclose(cp_oracles.fr_exponent("hyperbolic", t), ref, rtol=1e-11, atol=1e-14)
 
 
 # ------------------------------------------------------------------------------- the paper's property
@@ -170,28 +174,28 @@ def test_tempered_fr_never_faster():
         tempered = _kl_run(file, ov + ['tempering.schedule={ kind = "linear", duration = 10.0 }'], 10.0, 0.25)
         _assert_never_faster(plain, tempered, file)
     # (b) bimodal, every m, the three schedules
-    for m in cp.M_VALUES:
-        ov = fr + cp.bimodal_1d_overrides(m, H_COARSE)
+    for m in cp_cases.M_VALUES:
+        ov = fr + cp_cases.bimodal_1d_overrides(m, H_COARSE)
         plain = _kl_run("cp-bimodal.toml", ov, 60.0, 0.5)
-        for sched, spec in cp.SCHEDULES_B.items():
+        for sched, spec in cp_cases.SCHEDULES_B.items():
             if sched == "plain":
                 continue
             file = "cp-bimodal-hyperbolic.toml" if sched == "hyperbolic" else "cp-bimodal.toml"
             extra = [] if sched == "hyperbolic" else [f"tempering.schedule={spec}"]
             _assert_never_faster(plain, _kl_run(file, ov + extra, 60.0, 0.5), f"m={m} {sched}")
     # (c) the adaptive rules, both variance choices (t <= 100; the plain KL reaches the round-off floor at t ~ 17)
-    ov = fr + cp.bimodal_1d_overrides(cp.M_C, H_COARSE)
+    ov = fr + cp_cases.bimodal_1d_overrides(cp_cases.M_C, H_COARSE)
     plain = _kl_run("cp-bimodal.toml", ov, 100.0, 1.0)
-    for rule in cp.RULES:
-        for var in cp.VARIANCES:
+    for rule in cp_cases.RULES:
+        for var in cp_cases.VARIANCES:
             tempered = _kl_run("cp-bimodal-adaptive.toml", ov + [f"tempering.schedule.rule={rule}",
                                                                  f"tempering.schedule.variance={var}"], 100.0, 1.0)
             _assert_never_faster(plain, tempered, f"{rule} {var}")
     # (d) 2D, two separations, the three schedules
     for m in (2, 6):
-        ov = fr + cp.bimodal_2d_overrides(m, H_COARSE_2D)
+        ov = fr + cp_cases.bimodal_2d_overrides(m, H_COARSE_2D)
         plain = _kl_run("cp-bimodal-2d.toml", ov, 60.0, 1.0)
-        for sched, spec in cp.SCHEDULES_B.items():
+        for sched, spec in cp_cases.SCHEDULES_B.items():
             if sched == "plain":
                 continue
             extra = [f"tempering.schedule={spec}"]
@@ -203,16 +207,16 @@ def test_tempered_fr_never_faster():
 def test_fr_crossing_times_match_the_exact_fr_solution():
     from gridflow.core.problem import Problem
 
-    ov = cp.bimodal_1d_overrides(4.0, H_COARSE)
+    ov = cp_cases.bimodal_1d_overrides(4.0, H_COARSE)
     case = load_case(CASES / "cp-bimodal.toml", overrides=ov)
     prob = Problem.from_case(case)
-    exact = cp.fr_exact_times(prob.grid, prob.path.log_reference, prob.path.log_target)
+    exact = cp_oracles.fr_exact_times(prob.grid, prob.path.log_reference, prob.path.log_target)
     assert exact["monotone"]
-    for sched, spec in cp.SCHEDULES_B.items():
+    for sched, spec in cp_cases.SCHEDULES_B.items():
         file = "cp-bimodal-hyperbolic.toml" if sched == "hyperbolic" else "cp-bimodal.toml"
         extra = [f"tempering.schedule={spec}"] if sched not in ("plain", "hyperbolic") else []
-        r = cp.solve_job(cp.Job(("t",), file, tuple(ov + ["flow.kind=fisher-rao", "time.tolerance=1e-6"] + extra)))
-        t_grid, t_exact = cp.first_below(r["t"], r["mmd2"]), exact[cp.THRESHOLD]["times"][sched]
+        r = cp_study.solve_job(cp_cases.Job(("t",), file, tuple(ov + ["flow.kind=fisher-rao", "time.tolerance=1e-6"] + extra)))
+        t_grid, t_exact = cp_mmd.first_below(r["t"], r["mmd2"]), exact[cp_mmd.THRESHOLD]["times"][sched]
         if math.isinf(t_exact):
             assert math.isinf(t_grid), sched
         else:
@@ -220,16 +224,16 @@ def test_fr_crossing_times_match_the_exact_fr_solution():
             assert t_grid == pytest.approx(t_exact, abs=5e-3), sched
 
 
-@pytest.mark.parametrize("rule", cp.RULES)
-@pytest.mark.parametrize("variance", cp.VARIANCES)
+@pytest.mark.parametrize("rule", cp_cases.RULES)
+@pytest.mark.parametrize("variance", cp_cases.VARIANCES)
 def test_adaptive_lambda_matches_the_ode_oracle(rule, variance):
     """lambda(t) of a rule driving the tempered FR flow: rho_t = pi_J, J' = lambda - J, lambda' = g(lambda, Var)."""
     tol = 1e-7
-    ov = cp.bimodal_1d_overrides(4.0, H_COARSE) + [
+    ov = cp_cases.bimodal_1d_overrides(4.0, H_COARSE) + [
         "flow.kind=fisher-rao", "time.end=20.0", "time.save_every=0.1", f"time.tolerance={tol!r}",
         f"tempering.schedule.rule={rule}", f"tempering.schedule.variance={variance}"]
-    r = cp.solve_job(cp.Job(("t",), "cp-bimodal-adaptive.toml", tuple(ov), mmd=False))
-    lam, _ = cp.adaptive_oracle(rule, variance, r["t"])
+    r = cp_study.solve_job(cp_cases.Job(("t",), "cp-bimodal-adaptive.toml", tuple(ov), mmd=False))
+    lam, _ = cp_oracles.adaptive_oracle(rule, variance, r["t"])
     # each accepted step has a local error <= tol (step doubling, lambda included) and the lambda ODE does
     # not amplify errors (g is non-increasing in lambda or lambda is capped), so the global error is
     # at most (accepted steps) x tol
@@ -244,7 +248,7 @@ def test_narrow_gaussian_fr_kl_is_exact_on_a_coarse_grid():
         ov = ["flow.kind=fisher-rao", "grid.cells=[620]", "time.tolerance=1e-6"]
         if tempered:
             ov.append('tempering.schedule={ kind = "linear", duration = 10.0 }')
-        r = cp.solve_job(cp.Job(("t",), "cp-gaussian-narrow.toml", tuple(ov + ["time.end=5.0", "time.save_every=1.0"]),
+        r = cp_study.solve_job(cp_cases.Job(("t",), "cp-gaussian-narrow.toml", tuple(ov + ["time.end=5.0", "time.save_every=1.0"]),
                                 mmd=False))
         m, c = gaussian_flow_moments(t, mean0=[0.0], cov0=[[1.0]], target_mean=[20.0], target_cov=[[0.1]],
                                      schedule=linear_schedule(10.0) if tempered else None, diffusion=0.0,
@@ -259,11 +263,11 @@ def test_particle_mmd_of_exact_draws_is_unbiased():
     rng = np.random.default_rng(7)
     n, m = 2000, 4.0
     x = rng.standard_normal(n) + m * (rng.random(n) < 0.5)
-    val = cp.particle_mmd2(x, np.full(n, 1.0 / n), m)
+    val = cp_study.particle_mmd2(x, np.full(n, 1.0 / n), m)
     assert abs(val) <= 5 * 4 * math.sqrt(2) / n
     # and an ensemble that misses the far mode has MMD^2 = (1 - e^{-m^2/5}) / (2 sqrt 5) + O(1/n)
     y = rng.standard_normal(n)
-    assert cp.particle_mmd2(y, np.full(n, 1.0 / n), 10.0) == pytest.approx(
+    assert cp_study.particle_mmd2(y, np.full(n, 1.0 / n), 10.0) == pytest.approx(
         (1 - math.exp(-20.0)) / (2 * math.sqrt(5)), abs=5 * 4 * math.sqrt(2) / n)
 
 

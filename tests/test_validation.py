@@ -18,7 +18,8 @@ from gridflow.analysis.metrics import compare
 from gridflow.io.particle_file import open_particles
 from gridflow.io.runner import solve
 from gridflow.particles.grid_sampling import sample_grid_density
-from gridflow.analysis.validation import _difference, add_parser, command, fit_slope, run_study
+from gridflow.analysis.validation import _difference, fit_slope, run_study
+from gridflow.analysis.validation_cli import add_parser, command
 
 
 def gaussian(mean, cov) -> dict:

@@ -32,24 +32,21 @@ The grid reference is solved in memory from the case (:class:`gridflow.core.prob
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gridflow.errors import InputError
 from gridflow.core.grid import Grid
+from gridflow.errors import InputError
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
-__all__ = ["run_study", "validate", "verdict", "grid_reference", "fit_slope", "plot_study", "format_study", "add_parser", "command",
-           "FAST_METRICS", "SQUARED_METRICS"]
+
+__all__ = ["run_study", "validate", "verdict", "grid_reference", "fit_slope", "parse_list", "FAST_METRICS",
+           "SQUARED_METRICS"]
 
 #: distances computed without the full ``compare`` (cheap): per dimension
 FAST_METRICS = {1: ("w1", "w2", "mean_error", "cov_error"), 2: ("sliced_w2", "mean_error", "cov_error")}
@@ -233,7 +230,8 @@ def fit_slope(x: Sequence[float], values: Sequence[float], errors: Sequence[floa
 # the study
 # ============================================================================================
 
-def _parse_list(text: str, kind: Callable, what: str, example: str) -> list:
+def parse_list(text: str, kind: Callable, what: str, example: str) -> list:
+    """The comma-separated ``text`` as a list of ``kind``; :class:`InputError` naming option ``what`` otherwise."""
     try:
         values = [kind(v) for v in str(text).replace(" ", "").split(",") if v]
     except ValueError:
@@ -307,7 +305,7 @@ def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int
     if metrics is None:
         metrics = list(FAST_METRICS[dim])
     elif isinstance(metrics, str):
-        metrics = list(_COMPARE_METRICS[dim]) if metrics == "all" else _parse_list(metrics, str, "metrics", "w1,w2")
+        metrics = list(_COMPARE_METRICS[dim]) if metrics == "all" else parse_list(metrics, str, "metrics", "w1,w2")
     unknown = [m for m in metrics if m not in _COMPARE_METRICS[dim]]
     if unknown:
         raise InputError(f"Unknown metric(s) {unknown} for a {dim}D case; choose from "
@@ -494,270 +492,3 @@ def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable,
 
         case = load_case(case, overrides=list(overrides))
     return run_study(case, sampler=sampler, particles=particles, steps=steps, replicates=replicates, **kwargs)
-
-
-# ============================================================================================
-# report and plot
-# ============================================================================================
-
-def _fmt_fit(fit: dict) -> str:
-    if fit.get("slope") is None:
-        return "n/a"
-    return f"{fit['slope']:+.3f} [{fit['ci'][0]:+.3f}, {fit['ci'][1]:+.3f}] ({len(fit['used'])} points)"
-
-
-def _clean(obj):
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def format_study(study: dict) -> str:
-    """A plain-text report of a study."""
-    c = study["confidence"]
-    lines = [f"validate {study['case']}: sampler {study['sampler']} ({study['flow']}), t = {study['time']:g}, "
-             f"{study['replicates']} replicates, {int(round(100 * c))}% intervals",
-             f"grid reference: {study['reference']['source']} (lambda = {study['reference']['lambda']:.4g}, "
-             f"KL(rho_t||pi) = {study['reference']['kl']:.4g})"]
-    for k in study["metrics"]:
-        lines.append("")
-        lines.append(f"{k}:   mean   [iid floor]   excess [CI]" + ("   bias [CI]" if "bias" in
-                                                                    study["rows"][0]["metrics"][k] else ""))
-        for r in study["rows"]:
-            m = r["metrics"][k]
-            e = m["excess"]
-            text = (f"  N={r['particles']:<7d} h={r['step']:<8g} {m['mean']:.4g} [{m['floor']:.4g}]   "
-                    f"{e['value']:+.3g} [{e['ci'][0]:+.3g}, {e['ci'][1]:+.3g}]")
-            if "bias" in m:
-                b = m["bias"]
-                text += f"   {b['value']:.3g} [{b['ci'][0]:.3g}, {b['ci'][1]:.3g}]"
-            if study["rows"][0].get("ess") is not None and r["ess"] < r["particles"]:
-                text += f"   ESS {r['ess']:.4g}"
-            lines.append(text)
-        fits = study["slopes"]["step"][k]["fits"]
-        if fits:
-            lines.append(f"  slope of {study['slopes']['step'][k]['quantity']} in h: "
-                         + "; ".join(f"N={n} {_fmt_fit(fit)}" for n, fit in fits.items()))
-        fits = study["slopes"]["particles"][k]["fits"]
-        if fits:
-            lines.append("  slope of excess in N: " + "; ".join(f"h={h} {_fmt_fit(fit)}" for h, fit in fits.items()))
-    lines.append("")
-    lines.append("(n/a: fewer than two points whose interval excludes 0; increase N or --replicates)")
-    v = study.get("verdict")
-    if v:
-        lines.append("")
-        if v["flagged"]:
-            lines.append("FLAGGED: the excess over the iid floor does not shrink")
-            lines.extend(f"  {r}" for r in v["reasons"])
-        else:
-            lines.append("not flagged: wherever the excess is resolved it shrinks with h or with N "
-                         "(or no direction could be decided)")
-        lines.append(f"  (rule: {v['rule']})")
-    if any("p_value" in r for r in study["rows"]):
-        lines.append("")
-        for r in study["rows"]:
-            if "p_value" in r:
-                lines.append(f"  N={r['particles']} h={r['step']:g}: median p-value {r['p_value']['median']:.3g}, "
-                             f"rejected at 1% in {100 * r['p_value']['rejected_at_1pct']:.0f}% of replicates")
-    return "\n".join(lines)
-
-
-def plot_study(study: dict, path: str | os.PathLike, *, metrics: Sequence[str] | None = None) -> Path:
-    """Log–log figure: per metric, bias (or excess) against h for each N, and excess against N for
-    each h with the iid floor; error bars are the intervals, dashed lines the fitted slopes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = list(metrics or study["metrics"])[:4]
-    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.4 * len(metrics)), squeeze=False)
-    rows = study["rows"]
-    for i, k in enumerate(metrics):
-        ax_h, ax_n = axes[i]
-        qkey = study["slopes"]["step"][k]["quantity"]
-        for c, n in enumerate(study["particles"]):
-            sel = [r for r in rows if r["particles"] == n]
-            _errorbars(ax_h, [r["step"] for r in sel], [r["metrics"][k][qkey] for r in sel], f"C{c}", f"N={n}")
-            fit = study["slopes"]["step"][k]["fits"].get(str(n))
-            _fit_line(ax_h, fit, f"C{c}")
-        ax_h.set_xscale("log")
-        ax_h.set_yscale("log")
-        ax_h.set_xlabel("step h")
-        ax_h.set_ylabel(f"{k}: {qkey}")
-        ax_h.grid(alpha=0.3, which="both")
-        _legend(ax_h)
-        for c, h in enumerate(study["steps"]):
-            sel = [r for r in rows if r["step"] == h]
-            _errorbars(ax_n, [r["particles"] for r in sel], [r["metrics"][k]["excess"] for r in sel], f"C{c}",
-                       f"h={h:g}")
-            _fit_line(ax_n, study["slopes"]["particles"][k]["fits"].get(repr(h)), f"C{c}")
-        ns = study["particles"]
-        ax_n.plot(ns, [study["floor"][str(n)][k]["mean"] for n in ns], "k:s", lw=1, ms=3, label="iid floor (mean)")
-        ax_n.set_xscale("log")
-        ax_n.set_yscale("log")
-        ax_n.set_xlabel("particles N")
-        ax_n.set_ylabel(f"{k}: excess over the iid floor")
-        ax_n.grid(alpha=0.3, which="both")
-        _legend(ax_n)
-    fig.suptitle(f"{study['case']}: {study['sampler']} at t = {study['time']:g} "
-                 f"({study['replicates']} replicates, {int(round(100 * study['confidence']))}% intervals)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _legend(ax):
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-
-
-def _errorbars(ax, x, quantities, color, label):
-    """Values with their intervals; a value whose interval reaches 0 (not resolved) is an open
-    marker with only its upper bar."""
-    x = np.asarray(x, float)
-    v = np.asarray([q["value"] for q in quantities], float)
-    lo = np.asarray([q["ci"][0] for q in quantities], float)
-    hi = np.asarray([q["ci"][1] for q in quantities], float)
-    pos = np.isfinite(v) & (v > 0)
-    if not pos.any():
-        return
-    resolved = pos & np.isfinite(lo) & (lo > 0)
-    ax.plot(x[pos], v[pos], "-", color=color, lw=1)
-    up = np.clip(np.nan_to_num(hi - v), 0, None)
-    if resolved.any():
-        ax.errorbar(x[resolved], v[resolved], yerr=np.vstack([v - lo, up])[:, resolved], fmt="o", color=color,
-                    label=label, capsize=3, ms=4)
-    loose = pos & ~resolved
-    if loose.any():
-        ax.errorbar(x[loose], v[loose], yerr=np.vstack([np.zeros(loose.sum()), up[loose]]), fmt="o", mfc="none",
-                    color=color, capsize=3, ms=4, label=None if resolved.any() else f"{label} (interval includes 0)")
-
-
-def _fit_line(ax, fit, color):
-    if not fit or fit.get("slope") is None:
-        return
-    used = np.asarray(fit["used"], float)
-    xs = np.geomspace(used.min(), used.max(), 20)
-    ax.plot(xs, np.exp(fit["intercept"]) * xs ** fit["slope"], "--", color=color, lw=1,
-            label=f"slope {fit['slope']:+.2f} ± {(fit['ci'][1] - fit['ci'][0]) / 2:.2f}")
-
-
-# ============================================================================================
-# command line
-# ============================================================================================
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``validate`` verb on an ``argparse`` subparsers object; returns its parser
-    (``command`` is set as its default ``handler``)."""
-    from gridflow.particles.samplers import SAMPLERS
-
-    p = subparsers.add_parser(
-        "validate", help="validation study of a particle sampler against the grid solution",
-        description=("Run a particle sampler on the problem of a case for several numbers of particles and step "
-                     "sizes, with replicates; report each distance's excess over the iid floor with confidence "
-                     "intervals, the slopes in N and in the step, and draw a log-log plot."))
-    p.add_argument("case", help="case file (TOML), or a trajectory file (.h5) whose case and frames are the reference")
-    p.add_argument("--sampler", required=True,
-                   help=f"one of {', '.join(SAMPLERS)}, or your own as FILE.py:NAME, a function "
-                        "NAME(x, log_w, t, dt, rng, target) returning (x, log_w) (see docs/validation.md)")
-    p.add_argument("--particles", default="1000,4000,16000", help="comma-separated N values (default 1000,4000,16000)")
-    p.add_argument("--step", default="0.02,0.01,0.005", help="comma-separated step sizes (default 0.02,0.01,0.005)")
-    p.add_argument("--replicates", type=int, default=20, help="replicates per (N, step) (default 20)")
-    p.add_argument("--time", type=float, default=None, help="time T of the comparison (default: time.end of the case)")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    p.add_argument("--metrics", default=None,
-                   help="comma-separated distances (1D default w1,w2,mean_error,cov_error; 2D sliced_w2,mean_error,"
-                        "cov_error), or 'all' for everything `gridflow compare` reports (slower)")
-    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="sampler option, VALUE in TOML syntax (repeatable), e.g. --option moves=10 --option bandwidth=0.3")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a case key (repeatable), as for `gridflow run`")
-    p.add_argument("--reference", default=None, help="trajectory file of the case to use instead of solving it")
-    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
-    p.add_argument("-o", "--output", default=None,
-                   help="plot file (default: next to the case's output, NAME-validate-SAMPLER.png)")
-    p.add_argument("--save", default=None, help="also write the full study as JSON to this file")
-    p.add_argument("--particles-output", default=None,
-                   help="write the particle trajectory (all saved times of the case) of one run with the largest N "
-                        "and smallest step to this .h5 file")
-    p.add_argument("--json", action="store_true", help="print the study as one JSON object on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(handler=command)
-    return p
-
-
-def _parse_options(items: Sequence[str]) -> dict[str, Any]:
-    import tomllib
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InputError(f"--option needs KEY=VALUE (VALUE in TOML syntax), e.g. --option moves=10; got {item!r}.")
-        try:
-            out[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key] = value.strip()
-    return out
-
-
-def _load(args) -> tuple[dict, str | None]:
-    from gridflow.io.case import load_case, parse_case
-
-    path = Path(args.case)
-    if path.suffix.lower() in (".h5", ".hdf5", ".nc"):
-        from gridflow.io.trajectory import open_trajectory
-
-        tr = open_trajectory(path)
-        text = tr.attrs.get("case")
-        if not text:
-            raise InputError(f"{path} holds no case (attribute 'case'); pass the case file (TOML) instead.")
-        return parse_case(str(text), overrides=args.overrides, origin=str(path)), (args.reference or str(path))
-    return load_case(path, overrides=args.overrides), args.reference
-
-
-def _file_safe(name: str) -> str:
-    """A sampler name usable in a file name (``ula.py:step`` -> ``ula.py-step``)."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(name))
-
-
-def command(args) -> int:
-    """Run the ``validate`` verb from parsed arguments; returns the exit status (0)."""
-    case, reference = _load(args)
-    particles = _parse_list(args.particles, int, "particles", "1000,4000,16000")
-    steps = _parse_list(args.step, float, "step", "0.02,0.01,0.005")
-    options = _parse_options(args.options)
-    say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    study = run_study(case, sampler=args.sampler, particles=particles, steps=steps, replicates=args.replicates,
-                      time=args.time, seed=args.seed, metrics=args.metrics, options=options, reference=reference,
-                      confidence=args.confidence, progress=say)
-    out = Path(args.output) if args.output else Path(case["output"]["path"]).with_name(
-        f"{Path(case['output']['path']).stem}-validate-{_file_safe(study['sampler'])}.png")
-    plot_study(study, out)
-    study["plot"] = str(out)
-    if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(_clean(study), indent=1))
-    if args.particles_output:
-        from gridflow.particles.samplers import run_sampler
-
-        run_sampler(case, sampler=args.sampler, particles=max(particles), step=min(steps), seed=args.seed,
-                    output=args.particles_output, options=options)
-    if args.json:
-        print(json.dumps(_clean(study)))
-    else:
-        print(format_study(study))
-        print(f"\nplot: {out}" + (f"; particles: {args.particles_output}" if args.particles_output else ""))
-    return 0

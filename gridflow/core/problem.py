@@ -14,8 +14,6 @@ from gridflow.core.grid import Grid
 from gridflow.core.schedule import Schedule, Untempered, schedule_from_table
 from gridflow.core.tempering import TemperedPath
 
-FLOWS = ("fokker-planck", "fisher-rao", "wfr", "path")
-
 
 @dataclass
 class Problem:

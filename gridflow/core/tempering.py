@@ -39,10 +39,6 @@ class TemperedPath:
             return self.log_reference
         return normalise(self.log_reference + lam * self.tilt, self.grid)
 
-    def potential(self, lam: float) -> np.ndarray:
-        """V_lambda = -log pi_lambda up to an additive constant (what the Fokker–Planck flux needs)."""
-        return -(self.log_reference + lam * self.tilt)
-
     def tilt_moments(self, log_density: np.ndarray) -> tuple[float, float]:
         """Mean and variance of T under the normalised grid density ``exp(log_density)``."""
         with np.errstate(under="ignore"):

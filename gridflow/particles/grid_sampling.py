@@ -23,6 +23,7 @@ import numpy as np
 
 from gridflow.errors import DensityError, InputError
 from gridflow.core.grid import Grid
+from gridflow.reproduce.common import jsonable
 
 __all__ = ["GridDensitySampler", "sample_grid_density", "save_samples", "load_samples", "read_sample_attrs",
            "cell_masses", "check_samples", "frame_generator", "EnsembleSource", "is_particle_file", "common_times"]
@@ -184,25 +185,15 @@ def check_samples(samples, weights=None, *, dim: int | None = None,
 # files
 # --------------------------------------------------------------------------------------------
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} as metadata")
-
-
 def _h5_attr(value):
     """Strings, numbers and numeric lists as HDF5 attributes; anything else as JSON text."""
-    value = _jsonable(value) if isinstance(value, (np.generic, np.ndarray, Path)) else value
+    value = jsonable(value) if isinstance(value, (np.generic, np.ndarray, Path)) else value
     if isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return np.asarray(value)
-    return json.dumps(value, default=_jsonable)
+    return json.dumps(jsonable(value))
 
 
 def save_samples(path, samples, *, weights=None, attrs: Mapping | None = None) -> None:
@@ -223,7 +214,7 @@ def save_samples(path, samples, *, weights=None, attrs: Mapping | None = None) -
     if suffix not in _NPY + _NPZ + _HDF5:
         raise InputError(f"Cannot save samples to '{path}': unknown file type '{path.suffix}'. Use {_FORMATS}.")
     try:
-        meta = json.dumps(attrs, default=_jsonable)
+        meta = json.dumps(jsonable(attrs))
     except TypeError as exc:
         raise InputError(f"The sample metadata cannot be stored ({exc}); pass numbers, strings and lists.") from None
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")

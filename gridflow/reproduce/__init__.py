@@ -1,6 +1,7 @@
 """Reproductions of published claims, computed on the grid (``gridflow reproduce NAME``).
 
-Each reproduction is a module exposing::
+Each reproduction is a package (``chemseddine/``, ``crucinio_pathiraja/``, split into cases, oracles, study,
+figures, claims and report modules) or a module exposing::
 
     TITLE: str                      # the paper, one line
     def reproduce(out_dir: Path, *, progress: bool = False) -> Path
@@ -13,6 +14,12 @@ copies under ``docs/`` (``docs/reproductions-NAME.md``, ``docs/figures/NAME/`` a
 ``docs/reproductions/NAME/claims.json``) are made from that output by :func:`publish`
 (``gridflow reproduce NAME --publish docs``), which also regenerates ``docs/reproductions.md``
 from every published ``claims.json``.
+
+claims.py              claim records: writing, reading, the Markdown tables and the index of reproductions
+common.py              helpers shared by the reproductions: the papers' case-file directory, JSON-able values
+chemseddine/           Chemseddine et al. (ICLR 2025): teleportation of mass along the geometric path
+crucinio_pathiraja/    Crucinio & Pathiraja (TMLR): properties and limitations of geometric tempering
+fab40.py               the FAB 40-mode Gaussian mixture target (benchmarks)
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 
 from gridflow.reproduce.claims import Check, Claim, Measured
+from gridflow.reproduce.crucinio_pathiraja.cases import FLOWS, GAUSS, KL_FLOOR, M_VALUES, SCHEDULES_B
 
 ROUNDOFF = 1e-12
 RATE_TOLERANCE = 1e-2
@@ -236,3 +237,11 @@ BUILDERS = {"1": claim_fr_never_faster, "2": claim_exponential, "3": claim_no_sp
 def build(ms: Mapping) -> list[Claim]:
     """Every claim record of the reproduction, judged on the measured numbers ``ms``."""
     return [fn(ms) for fn in BUILDERS.values()]
+
+
+def judge(a: dict, b: dict, c: dict, d: dict, p: dict) -> tuple[dict, list[Claim]]:
+    """The measured numbers the claims are judged on, and the claim records built from them."""
+    measured = measure(a, b, c, d, p, flows=list(FLOWS), schedules=list(SCHEDULES_B),
+                       m_values=list(M_VALUES), kl_floor=KL_FLOOR,
+                       targets={k: f"N({v[1]:g}, {v[2]:g})" for k, v in GAUSS.items()})
+    return measured, build(measured)

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gridflow.reproduce.claims import Check, Claim, Measured, settings_text
+from gridflow.reproduce.claims import Check, Claim, Measured
+from gridflow.reproduce.chemseddine.cases import CLOSED_FORM_L1_TOLERANCE, H_2D, M_VALUES
 
 NEGLIGIBLE = 1e-6
 GROWTH_RATE_MIN = 0.5
@@ -248,3 +249,10 @@ BUILDERS = {"1": claim_teleport, "2": claim_explosion, "3": claim_valley, "4": c
 def build(ms: Mapping) -> list[Claim]:
     """Every claim record of the reproduction, judged on the measured numbers ``ms``."""
     return [fn(ms) for fn in BUILDERS.values()]
+
+
+def judge(tp: dict, prof: dict, fp: dict, mix: dict, d2: dict) -> dict:
+    """The claim records of the reproduction and the measured numbers they are judged on."""
+    measured = measure(tp, prof, fp, mix, d2, m_values=M_VALUES, h_2d=H_2D,
+                       l1_tolerance=CLOSED_FORM_L1_TOLERANCE)
+    return {"measured": measured, "claims": build(measured)}
