@@ -46,7 +46,7 @@ def _assert_never_faster(plain: dict, tempered: dict, what: str) -> None:
 @pytest.mark.parametrize("h", [0.02, 0.3, 1.0])
 def test_cell_pair_kernel_is_the_exact_double_integral(h):
     n = 6
-    J = cp.cell_pair_kernel(n, h)
+    J = cp.cell_pair_kernel(n, h, cp.KERNEL_BANDWIDTH)
     for k in range(-(n - 1), n):
         val, err = integrate.dblquad(lambda b, a: math.exp(-(k * h + a - b) ** 2), 0.0, h, 0.0, h,
                                      epsabs=1e-15, epsrel=1e-13)
@@ -59,7 +59,7 @@ def test_grid_mmd_fft_equals_dense_quadratic_form_and_gaussian_closed_form():
     p = np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi) * grid.cell_volume
     q = np.exp(-0.5 * (x - 1.0) ** 2) / math.sqrt(2 * math.pi) * grid.cell_volume
     mmd = cp.GridMMD(grid)
-    J = cp.cell_pair_kernel(1100, grid.spacing[0])
+    J = cp.cell_pair_kernel(1100, grid.spacing[0], cp.KERNEL_BANDWIDTH)
     K = linalg.toeplitz(J[1099:])
     d = p - q
     assert mmd.mmd2(p, q) == pytest.approx(float(d @ K @ d), rel=1e-12, abs=1e-16)
@@ -78,7 +78,7 @@ def test_grid_mmd_2d_product_densities_factorise():
     f, pp, g = f / f.sum(), pp / pp.sum(), g / g.sum()
     m2 = cp.GridMMD(grid).mmd2(np.outer(f, g), np.outer(pp, g))
     mx = cp.GridMMD(Grid([-6.0], [9.0], [60])).mmd2(f, pp)
-    ky = float(g @ linalg.toeplitz(cp.cell_pair_kernel(40, grid.spacing[1])[39:]) @ g)
+    ky = float(g @ linalg.toeplitz(cp.cell_pair_kernel(40, grid.spacing[1], cp.KERNEL_BANDWIDTH)[39:]) @ g)
     assert m2 == pytest.approx(mx * ky, rel=1e-12)
     # E exp(-(V-V')^2) = 1/sqrt(1 + 2 Var(V-V')) = 1/sqrt5 for V, V' ~ N(0,1); a piecewise-constant density adds
     # the within-cell variance h^2/12 to each draw: 1/sqrt(5 + h^2/3), up to O(h^4)

@@ -13,8 +13,9 @@ from gridflow.errors import InputError
 from gridflow.analysis.exact import gaussian_flow_moments, linear_schedule
 from gridflow.core.grid import Grid
 from gridflow.io.runner import solve
-from gridflow.particles.samplers import (SAMPLERS, ParticleModel, _birth_death, effective_sample_size, kde_log_density,
-                               log_density_function, make_sampler, reflect, run_sampler, systematic_resample)
+from gridflow.particles.birth_death import _birth_death
+from gridflow.particles.samplers import (SAMPLERS, ParticleModel, effective_sample_size, kde_log_density,
+                                         log_density_function, make_sampler, reflect, run_sampler, systematic_resample)
 
 Z = 4.0   # |z| bound of the moment checks: two-sided probability 6e-5 per check under the hypothesis
 

@@ -26,7 +26,7 @@ and seeded particle estimators of the same dynamics compared with the exact PDE.
 
 MMD^2 between two grid densities is exact for piecewise-constant densities: with cell masses
 p, q and the cell-pair integrals J(i - j) = h^-2 ∫∫_{cells i, j} exp(-(x - y)^2) dx dy (closed
-form in erfc, :func:`cell_pair_kernel`), MMD^2 = (p - q)^T J (p - q); in 2D the kernel is the
+form in erfc, :func:`gridflow.analysis.mmd.cell_pair_kernel`), MMD^2 = (p - q)^T J (p - q); in 2D the kernel is the
 product of the axis kernels.
 """
 
@@ -50,6 +50,7 @@ from scipy.integrate import solve_ivp
 
 from gridflow.io.case import load_case
 from gridflow.analysis.exact import REFERENCE_KL_TABLE
+from gridflow.analysis.mmd import cell_pair_kernel
 from gridflow.core.grid import Grid
 from gridflow.reproduce import crucinio_pathiraja_claims
 from gridflow.reproduce.claims import Claim, checks_table, claims_table, write_claims
@@ -98,26 +99,8 @@ def hyperbolic(t):
 
 # ============================================================================ exact MMD^2 on grids
 
-_SQRT_PI = math.sqrt(math.pi)
-
-
-def cell_pair_kernel(n: int, h: float) -> np.ndarray:
-    r"""J(k) = h^-2 ∫_0^h ∫_0^h exp(-(k h + a - b)^2) da db for k = -(n-1) .. n-1 (closed form).
-
-    With g(z) = exp(-z^2), the double integral is the second difference G2(z+h) - 2 G2(z) + G2(z-h)
-    of G2(z) = ∫_0^z ∫_0^s g = (sqrt(pi)/2) z erf(z) + (e^{-z^2} - 1)/2.  Writing z erf z = |z| - |z| erfc|z|,
-    the linear part's second difference vanishes except at k = 0 (where it is sqrt(pi) h), so
-    J is evaluated from Gt(z) = e^{-z^2}/2 - (sqrt(pi)/2) |z| erfc|z| without cancellation of large terms.
-    """
-    k = np.arange(-(n - 1), n, dtype=float)
-
-    def gt(z):
-        z = np.abs(z)
-        with np.errstate(under="ignore"):
-            return 0.5 * np.exp(-z * z) - 0.5 * _SQRT_PI * z * special.erfc(z)
-
-    d2 = gt((k + 1) * h) - 2.0 * gt(k * h) + gt((k - 1) * h) + np.where(k == 0, _SQRT_PI * h, 0.0)
-    return d2 / (h * h)
+#: bandwidth s of the shared Gaussian cell kernel exp(-z^2 / (2 s^2)) that gives exp(-z^2)
+KERNEL_BANDWIDTH = 1.0 / math.sqrt(2.0)
 
 
 class GridMMD:
@@ -129,7 +112,7 @@ class GridMMD:
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self.kernels = [cell_pair_kernel(n, h) for n, h in zip(grid.cells, grid.spacing)]
+        self.kernels = [cell_pair_kernel(n, h, KERNEL_BANDWIDTH) for n, h in zip(grid.cells, grid.spacing)]
 
     def apply(self, d: np.ndarray) -> np.ndarray:
         """(J_x ⊗ J_y) d: the kernel matrix applied to the cell-mass array ``d``."""
