@@ -18,7 +18,8 @@ from gridflow.particles.model import ParticleModel
 __all__ = ["ParticleFrame", "ParticleSampler", "SAMPLERS", "ALIASES"]
 
 SAMPLERS: dict[str, type["ParticleSampler"]] = {}
-"""Built-in samplers by name (``--sampler``), filled as their classes are defined (:class:`ParticleSampler`)."""
+"""Built-in samplers by name (``--sampler``), filled as their classes are defined (:class:`ParticleSampler`);
+in the order their modules are first imported (:mod:`gridflow.particles.samplers` imports them in the documented order)."""
 ALIASES: dict[str, str] = {}
 """Other names of the built-in samplers (alias -> name)."""
 

@@ -97,7 +97,7 @@ def make_sampler(name: Any, model: ParticleModel, *, step: float, **options: Any
         return cls(model, step=step, **options)
     except TypeError as exc:
         raise InputError(f"Bad option for the sampler {key!r}: {exc}. See the docstring of "
-                         f"gridflow.particles.samplers.{cls.__name__} for its options.") from None
+                         f"{cls.__module__}.{cls.__name__} for its options.") from None
 
 
 def run_sampler(case: Mapping, *, sampler: str, particles: int, step: float, times: Sequence[float] | None = None,
