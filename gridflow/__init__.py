@@ -150,15 +150,16 @@ def compare(trajectory, samples, *, time: float, weights=None, bootstrap: int = 
     ``samples`` may also be a list of independent ensembles (arrays, or ``(positions, weights)``
     pairs; ``ess`` one number or one per ensemble): they are tested together with the
     between-replicate variation, calibrated whatever the correlation within an ensemble
-    (:func:`gridflow.analysis.metrics.compare_replicates`).
+    (:func:`gridflow.analysis.replicates.compare_replicates`).
     """
-    from gridflow.analysis.metrics import _replicate_list, compare as _compare, compare_replicates, mixture_modes
+    from gridflow.analysis.metrics import compare as _compare
+    from gridflow.analysis.replicates import compare_replicates, mixture_modes, replicate_list
     from gridflow.particles.grid_sampling import check_samples
 
     tr = _trajectory(trajectory)
     i = tr.frame(time)
     modes = mixture_modes(tr.case.get("target"), tr.grid)
-    ensembles = _replicate_list(samples, tr.dim)
+    ensembles = replicate_list(samples, tr.dim)
     if ensembles is not None:
         return {"time": float(tr.time[i]), **compare_replicates(tr.grid, tr.density[i], ensembles, ess=ess, modes=modes)}
     samples, weights = check_samples(samples, weights, dim=tr.dim)

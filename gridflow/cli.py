@@ -334,7 +334,8 @@ def _cmd_compare(args) -> int:
 
     import numpy as np
 
-    from gridflow.analysis.metrics import check_metrics, compare, compare_replicates, mixture_modes
+    from gridflow.analysis.metrics import check_metrics, compare
+    from gridflow.analysis.replicates import compare_replicates, mixture_modes
     from gridflow.particles.grid_sampling import EnsembleSource, common_times
     from gridflow.io.trajectory import open_trajectory
 

@@ -10,10 +10,11 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import ndtri
 
-from gridflow.analysis import metrics
+from gridflow.analysis import distances, hypothesis_tests, metrics, mmd, replicates
 from gridflow.errors import InputError
 from gridflow.core.grid import Grid
-from gridflow.analysis.metrics import compare, wasserstein_1d
+from gridflow.analysis.distances import wasserstein_1d
+from gridflow.analysis.metrics import compare
 from gridflow.particles.grid_sampling import sample_grid_density
 from tests.reference import gaussian_cell_averages
 
@@ -150,8 +151,8 @@ def test_calibration_2d():
 
 def test_cvm_asymptotic_distribution_matches_its_critical_values():
     for t, p in [(0.3473, 0.10), (0.4614, 0.05), (0.7435, 0.01), (1.1679, 0.001)]:
-        assert metrics._cvm_asymptotic_sf(t) == pytest.approx(p, rel=2e-3)
-    assert metrics._cvm_asymptotic_sf(0.0) == 1.0
+        assert hypothesis_tests._cvm_asymptotic_sf(t) == pytest.approx(p, rel=2e-3)
+    assert hypothesis_tests._cvm_asymptotic_sf(0.0) == 1.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,10 +231,10 @@ def test_mmd_grid_integrals_are_exact(dim, s):
     points, weights = _gauss_legendre_points(grid, masses, 24 if dim == 1 else 10)
     kernel = lambda a, b: np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * s * s))  # noqa: E731
     edges = list(grid.edges)
-    assert metrics._grid_grid_term(edges, masses, s) == pytest.approx(weights @ kernel(points, points) @ weights, rel=1e-12)
+    assert mmd._grid_grid_term(edges, masses, s) == pytest.approx(weights @ kernel(points, points) @ weights, rel=1e-12)
     x = rng.normal(size=(4, dim))
     w = np.full(4, 0.25)
-    assert metrics._cross_term(x, w, edges, masses, s) == pytest.approx(w @ kernel(x, points) @ weights, rel=1e-12)
+    assert mmd._cross_term(x, w, edges, masses, s) == pytest.approx(w @ kernel(x, points) @ weights, rel=1e-12)
 
 
 def test_mmd_detects_a_shift_and_reports_its_bandwidth():
@@ -252,7 +253,7 @@ def test_mmd_subset_for_many_particles_is_reproducible():
     grid, rho = bimodal_1d()
     x = sample_grid_density(grid, rho, 6000, rng=1)
     a, b, c = (compare(grid, rho, x, rng=seed) for seed in (5, 5, 6))
-    assert a["mmd_particles"] == metrics.MMD_MAX_PARTICLES
+    assert a["mmd_particles"] == mmd.MMD_MAX_PARTICLES
     assert a["distances"]["mmd"] == b["distances"]["mmd"] != c["distances"]["mmd"]
     assert abs(a["distances"]["mmd"]) < 1e-3
 
@@ -262,7 +263,7 @@ def test_mmd_merging_of_big_grids_changes_little(monkeypatch):
     rho = gaussian_cell_averages(grid, [1.0], [[2.0]])
     x = sample_grid_density(grid, rho, 500, rng=2)
     merged = compare(grid, rho, x)["distances"]["mmd"]
-    monkeypatch.setitem(metrics.MMD_MAX_CELLS, 1, 10 ** 6)
+    monkeypatch.setitem(mmd.MMD_MAX_CELLS, 1, 10 ** 6)
     exact = compare(grid, rho, x)["distances"]["mmd"]
     assert merged != exact and abs(merged - exact) < 1e-6
 
@@ -276,7 +277,7 @@ def test_sliced_lattice_cdf_is_the_exact_projected_cdf():
     X, Y = grid.coordinates
     masses = np.exp(-0.5 * (X ** 2 + Y ** 2 + X * Y))
     masses /= masses.sum()
-    ref = metrics._SlicedReference(grid, masses, directions=4, exact=True)
+    ref = distances.SlicedReference(grid, masses, directions=4, exact=True)
     r = 300                                                  # sub-cell points per axis (CDF error ~ 1/r^2)
     sub = (np.arange(r) + 0.5) / r - 0.5
     hx, hy = grid.spacing
@@ -295,8 +296,8 @@ def test_sliced_deposited_cdf_is_close_to_the_exact_one():
     X, Y = grid.coordinates
     masses = np.exp(-0.5 * (X ** 2 + Y ** 2 + X * Y))
     masses /= masses.sum()
-    exact = metrics._SlicedReference(grid, masses, directions=16, exact=True)
-    fast = metrics._SlicedReference(grid, masses, directions=16)
+    exact = distances.SlicedReference(grid, masses, directions=16, exact=True)
+    fast = distances.SlicedReference(grid, masses, directions=16)
     for (t, P), (t2, Q) in zip(exact.lattices, fast.lattices):
         bound = np.max(np.diff(P) / np.diff(t)) * (t2[1] - t2[0])
         assert np.max(np.abs(P - np.interp(t, t2, Q))) < bound
@@ -321,7 +322,7 @@ def test_sliced_w2_lattice_resolution_is_converged():
     grid, rho = bimodal_2d()
     masses = rho / rho.sum()
     x = sample_grid_density(grid, rho, 2000, rng=1)
-    values = [math.sqrt(metrics._SlicedReference(grid, masses, refine=k).w2_squared(x, None).mean()) for k in (1, 8)]
+    values = [math.sqrt(distances.SlicedReference(grid, masses, refine=k).w2_squared(x, None).mean()) for k in (1, 8)]
     assert values[0] == pytest.approx(values[1], rel=1e-3)
 
 
@@ -439,13 +440,13 @@ def test_replicate_test_is_calibrated_where_the_single_ensemble_test_is_not():
     for _ in range(50):
         ensembles = [_duplicated(grid, rho, 200, 5, rng) for _ in range(10)]
         single.append(compare(grid, rho, ensembles[0])["p_value"])
-        replicate.append(metrics.compare_replicates(grid, rho, ensembles)["p_value"])
+        replicate.append(replicates.compare_replicates(grid, rho, ensembles)["p_value"])
     single, replicate = np.asarray(single), np.asarray(replicate)
     assert np.sum(single < 0.05) >= 30
     assert np.sum(replicate < 0.05) <= 8
     assert stats.kstest(replicate, "uniform").pvalue > 1e-3
     shifted = [_duplicated(grid, rho, 200, 5, rng, shift=0.3) for _ in range(10)]
-    r = metrics.compare_replicates(grid, rho, shifted)
+    r = replicates.compare_replicates(grid, rho, shifted)
     assert r["p_value"] < 1e-3 and r["df"] == [4, 6] and len(r["bins"][0]["edges"]) == 4
 
 
@@ -454,7 +455,7 @@ def test_replicate_test_2d_bins_and_weighted_ensembles():
     weighted ensembles (exact importance weights) of the right law are not rejected at 1e-3."""
     grid, rho = bimodal_2d()
     masses = rho * grid.cell_volume
-    edges = metrics._equal_mass_bins(grid, masses / masses.sum(), 4)
+    edges = replicates._equal_mass_bins(grid, masses / masses.sum(), 4)
     for axis, inner in edges:
         marginal = masses.sum(axis=1 - axis)
         cdf = np.concatenate([[0.0], np.cumsum(marginal)])
@@ -464,7 +465,7 @@ def test_replicate_test_2d_bins_and_weighted_ensembles():
     for _ in range(12):
         x = sample_grid_density(grid, np.ones(grid.shape), 3000, rng=rng)       # uniform proposal on the box
         ens.append((x, _cell_values(grid, rho, x)))                             # weights = rho(x) / uniform
-    r = metrics.compare_replicates(grid, rho, ens)
+    r = replicates.compare_replicates(grid, rho, ens)
     assert r["p_value"] > 1e-3 and r["df"] == [4, 8] and all(n < 3000 for n in r["n"])
 
 
@@ -490,7 +491,7 @@ def test_ess_argument_states_the_effective_size():
     with pytest.raises(InputError, match="ess"):
         compare(grid, rho, dup, ess=0.5)
     with pytest.raises(InputError, match="at least 3"):
-        metrics.compare_replicates(grid, rho, [dup, dup])
+        replicates.compare_replicates(grid, rho, [dup, dup])
 
 
 def test_api_compare_of_replicates_reports_mode_masses(tmp_path):

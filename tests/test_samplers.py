@@ -13,8 +13,9 @@ from gridflow.errors import InputError
 from gridflow.analysis.exact import gaussian_flow_moments, linear_schedule
 from gridflow.core.grid import Grid
 from gridflow.io.runner import solve
-from gridflow.particles.samplers import (SAMPLERS, ParticleModel, _birth_death, effective_sample_size, kde_log_density,
-                               log_density_function, make_sampler, reflect, run_sampler, systematic_resample)
+from gridflow.particles.samplers import (SAMPLERS, ParticleModel, effective_sample_size, kde_log_density,
+                                         log_density_function, make_sampler, reflect, run_sampler, systematic_resample)
+from gridflow.particles.birth_death import _birth_death  # noqa: I001  (after samplers: the registry's order)
 
 Z = 4.0   # |z| bound of the moment checks: two-sided probability 6e-5 per check under the hypothesis
 
@@ -450,3 +451,24 @@ def test_user_sampler_function_weights_are_kept():
     want = lw - np.log(np.sum(np.exp(lw - lw.max()))) - lw.max()
     np.testing.assert_allclose(frame.log_weights, want, atol=1e-10)
     assert frame.ess < 400
+
+
+def test_registry_by_name_and_aliases():
+    """Sampler classes register themselves by name (in the documented order) with their aliases; a second
+    class with a taken name is refused, and register=False keeps a class out of the registry."""
+    from gridflow.particles.base import ALIASES, ParticleSampler
+    from gridflow.particles.user import UserSampler
+
+    assert list(SAMPLERS) == ["ula", "fr-is", "fr-smc", "bd", "bdl", "smc-wfr"]
+    assert ALIASES == {"tempered-ula": "ula", "is": "fr-is", "smc": "fr-smc", "birth-death": "bd",
+                       "birth-death-langevin": "bdl"}
+    assert UserSampler not in SAMPLERS.values()
+    with pytest.raises(ValueError, match="'ula' is already registered"):
+        type("Again", (ParticleSampler,), {"name": "ula"})
+
+    class Private(ParticleSampler, register=False):
+        name = "private-test"
+
+    assert "private-test" not in SAMPLERS
+    model = ParticleModel.from_case(case_1d("fisher-rao"))
+    assert type(make_sampler("smc", model, step=0.1)).__name__ == "TemperingSMC"

@@ -122,7 +122,8 @@ class _Measure:
         self._sliced = None
 
     def __call__(self, x: np.ndarray, w: np.ndarray | None, rng: np.random.Generator) -> dict[str, float]:
-        from gridflow.analysis.metrics import compare, wasserstein_1d
+        from gridflow.analysis.distances import wasserstein_1d
+        from gridflow.analysis.metrics import compare
 
         out: dict[str, float] = {}
         if self.full:
@@ -137,9 +138,9 @@ class _Measure:
             out.update(w1=w1, w2=w2)
         if "sliced_w2" in want:
             if self._sliced is None:
-                from gridflow.analysis.metrics import _SlicedReference
+                from gridflow.analysis.distances import SlicedReference
 
-                self._sliced = _SlicedReference(self.grid, self.masses)
+                self._sliced = SlicedReference(self.grid, self.masses)
             out["sliced_w2"] = math.sqrt(float(np.mean(self._sliced.w2_squared(x, wn))))
         if want & {"mean_error", "cov_error"}:
             ww = np.full(x.shape[0], 1.0 / x.shape[0]) if wn is None else wn
@@ -288,7 +289,8 @@ def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int
     ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)`` or ``"FILE.py:NAME"``
     (:class:`gridflow.particles.samplers.UserSampler`).  The result has a ``verdict`` (:func:`verdict`).
     """
-    from gridflow.particles.samplers import ParticleModel, make_sampler
+    from gridflow.particles.model import ParticleModel
+    from gridflow.particles.samplers import make_sampler
     from gridflow.particles.grid_sampling import sample_grid_density
 
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 2:

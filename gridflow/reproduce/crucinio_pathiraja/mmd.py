@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal, special
+from scipy import signal
 
 from gridflow.core.grid import Grid
 
@@ -16,26 +16,16 @@ THRESHOLD = 0.01
 
 # ============================================================================ exact MMD^2 on grids
 
-_SQRT_PI = math.sqrt(math.pi)
+#: the paper's kernel exp(-(x - y)^2) is the Gaussian kernel of bandwidth 1/sqrt(2)
+KERNEL_BANDWIDTH = 1.0 / math.sqrt(2.0)
 
 
 def cell_pair_kernel(n: int, h: float) -> np.ndarray:
-    r"""J(k) = h^-2 ∫_0^h ∫_0^h exp(-(k h + a - b)^2) da db for k = -(n-1) .. n-1 (closed form).
+    r"""J(k) = h^-2 ∫_0^h ∫_0^h exp(-(k h + a - b)^2) da db for k = -(n-1) .. n-1, in closed form
+    (:func:`gridflow.analysis.mmd.cell_pair_kernel` with bandwidth 1/sqrt(2))."""
+    from gridflow.analysis.mmd import cell_pair_kernel as _kernel
 
-    With g(z) = exp(-z^2), the double integral is the second difference G2(z+h) - 2 G2(z) + G2(z-h)
-    of G2(z) = ∫_0^z ∫_0^s g = (sqrt(pi)/2) z erf(z) + (e^{-z^2} - 1)/2.  Writing z erf z = |z| - |z| erfc|z|,
-    the linear part's second difference vanishes except at k = 0 (where it is sqrt(pi) h), so
-    J is evaluated from Gt(z) = e^{-z^2}/2 - (sqrt(pi)/2) |z| erfc|z| without cancellation of large terms.
-    """
-    k = np.arange(-(n - 1), n, dtype=float)
-
-    def gt(z):
-        z = np.abs(z)
-        with np.errstate(under="ignore"):
-            return 0.5 * np.exp(-z * z) - 0.5 * _SQRT_PI * z * special.erfc(z)
-
-    d2 = gt((k + 1) * h) - 2.0 * gt(k * h) + gt((k - 1) * h) + np.where(k == 0, _SQRT_PI * h, 0.0)
-    return d2 / (h * h)
+    return _kernel(n, h, KERNEL_BANDWIDTH)
 
 
 class GridMMD:
