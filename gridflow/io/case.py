@@ -41,7 +41,7 @@ __all__ = ["load_case", "parse_case", "apply_override", "dumps_case", "case_dim"
 
 FLOW_KINDS = ("fokker-planck", "fisher-rao", "wfr", "path")
 BOUNDARIES = ("reflecting", "periodic")
-FLUXES = ("scharfetter-gummel", "log-mean")
+FLUXES = ("scharfetter-gummel", "log-mean", "log-quadratic")
 ADAPTIVE_RULES = ("ess", "constant-rate", "gradient-flow")
 FILE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 #: Largest total number of cells of a grid.
