@@ -86,6 +86,9 @@ class LogMeanAxis:
     log_target: np.ndarray
     kappa: float
     periodic: bool
+    #: the mobility: 1 the logarithmic mean, 2 log-quadratic (rho at the edge from the quadratic
+    #: through log rho at four cells; see gridflow.flows.kernels)
+    mean: int = 1
     target_lines: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,10 +97,12 @@ class LogMeanAxis:
         object.__setattr__(self, "target_lines", lines)
 
 
-def log_mean_axis(log_target: np.ndarray, grid: Grid, axis: int, diffusion: float) -> LogMeanAxis:
-    """The log-mean flux along ``axis`` towards ``log_target`` (any additive constant)."""
+def log_mean_axis(log_target: np.ndarray, grid: Grid, axis: int, diffusion: float, *,
+                  mean: int = 1) -> LogMeanAxis:
+    """The log-mean (``mean`` 1) or log-quadratic (``mean`` 2) flux along ``axis`` towards
+    ``log_target`` (any additive constant)."""
     return LogMeanAxis(axis=axis, log_target=np.asarray(log_target, dtype=float),
-                       kappa=diffusion / grid.spacing[axis] ** 2, periodic=grid.periodic)
+                       kappa=diffusion / grid.spacing[axis] ** 2, periodic=grid.periodic, mean=mean)
 
 
 def edge_differences(values: np.ndarray, grid: Grid, axis: int) -> np.ndarray:
@@ -185,15 +190,15 @@ def log_axis_step(rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: floa
     shape = log_rho.shape
     if isinstance(rates, LogMeanAxis):
         up = down = None
-        target, kappa = rates.target_lines, rates.kappa
+        target, kappa, mean = rates.target_lines, rates.kappa, rates.mean
     else:
-        up, down, target, kappa = rates.up_lines, rates.down_lines, None, 0.0
+        up, down, target, kappa, mean = rates.up_lines, rates.down_lines, None, 0.0, 1
     if log_rho.ndim == 2 and axis == 0:
         out, _ = step_cols(np.ascontiguousarray(log_rho), up, down, float(tau), rates.periodic, order == 2,
-                           log_target=target, kappa=kappa)
+                           log_target=target, kappa=kappa, mean=mean)
         return out
     lines, _ = step_rows(_as_lines(log_rho, axis), up, down, float(tau), rates.periodic, order == 2,
-                         log_target=target, kappa=kappa)
+                         log_target=target, kappa=kappa, mean=mean)
     return _from_lines(lines, shape, axis)
 
 

@@ -125,16 +125,61 @@ def _log_mean_rates(dl, dp, kappa):
     return kappa, kappa
 
 
+@njit(cache=True, inline="always")
+def _log_quadratic_rates(lm, l0, l1, l2, dp, kappa):
+    """Jump rates (up, down) across the edge (lo, hi) with the log-quadratic mobility.
+
+    ``l0``, ``l1`` are log rho at lo and hi, ``lm`` and ``l2`` their outer neighbours.  The
+    mobility m is rho at the edge from the quadratic through the four values,
+    m = exp((l0 + l1)/2 - c h^2/8), c h^2 = ((l2 - l1) - (l0 - lm))/2: exact for a Gaussian, so
+    the flux kappa m (g_lo - g_hi) is second order with a far smaller constant than the log mean
+    in the tails, where d log rho/dx is large.  Written as the log-mean split: diffusion
+    r (rho_lo - rho_hi), r = m/Lambda, plus the drift m dp carried by the upwind cell (m/rho_lo =
+    exp(dl/2 - e), m/rho_hi = exp(-dl/2 - e)), with r and the ratios frozen within a stage.
+    g constant gives zero flux (exact equilibrium).  Falls back to the log mean where log rho is
+    not resolved (|dl| >= 30, |c h^2/8| >= 5, empty cells).
+    """
+    dl = l1 - l0
+    e = 0.0625 * ((l2 - l1) - (l0 - lm))
+    if not (abs(dl) < 30.0 and abs(e) < 5.0):
+        # neighbours e^30 apart or a kink: log rho is not resolved there, and a quadratic fit
+        # means nothing; the log mean is robust (each edge's flux vanishes at equilibrium
+        # whichever mobility it uses, so mixing them keeps the exact discrete equilibrium)
+        return _log_mean_rates(dl, dp, kappa)
+    z = 0.5 * dl
+    az = abs(z)
+    if az < 1e-6:
+        shape = 1.0
+    else:
+        shape = 2.0 * az * math.exp(-az) / -math.expm1(-2.0 * az)     # z / sinh z
+    r = kappa * math.exp(-e) * shape
+    if dp > 0.0:
+        return r + kappa * math.exp(min(z - e, 700.0)) * dp, r
+    if dp < 0.0:
+        return r, r - kappa * math.exp(min(-z - e, 700.0)) * dp
+    return r, r
+
+
 @njit(cache=True)
-def _log_mean_line(l, p, kappa, periodic, up, down, n):
-    """Rates of the log-mean flux on one line (last edge: wrap, or none at a wall)."""
+def _log_mean_line(l, p, kappa, periodic, up, down, n, mode):
+    """Rates of the density-dependent flux on one line (last edge: wrap, or none at a wall):
+    ``mode`` 1 the log mean, 2 the log-quadratic mobility (outer neighbours mirrored at walls)."""
     for i in range(n):
         if i == n - 1 and not periodic:
             up[i] = 0.0
             down[i] = 0.0
         else:
             ip = i + 1 if i < n - 1 else 0
-            up[i], down[i] = _log_mean_rates(l[ip] - l[i], p[ip] - p[i], kappa)
+            if mode == 2:
+                if periodic:
+                    im = i - 1 if i > 0 else n - 1
+                    ipp = ip + 1 if ip < n - 1 else 0
+                else:
+                    im = i - 1 if i > 0 else 0
+                    ipp = ip + 1 if ip < n - 1 else n - 1
+                up[i], down[i] = _log_quadratic_rates(l[im], l[i], l[ip], l[ipp], p[ip] - p[i], kappa)
+            else:
+                up[i], down[i] = _log_mean_rates(l[ip] - l[i], p[ip] - p[i], kappa)
 
 
 @njit(cache=True, inline="always")
@@ -352,7 +397,7 @@ def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, 
     eu, ed, a, b, c, u, cp, g, u0, d0, u1, d1, w0 = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9],
                                                      w[10], w[11], w[12])
     if log_mean:
-        _log_mean_line(l, p, kappa, periodic, u0, d0, n)
+        _log_mean_line(l, p, kappa, periodic, u0, d0, n, log_mean)
     else:
         u0[:] = up
         d0[:] = down
@@ -371,7 +416,7 @@ def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, 
                 w0[i] = math.exp(l[i] - u[i]) if l[i] > _NEG_INF else 0.0
                 out[i] = u[i]
         if log_mean:
-            _log_mean_line(out, p, kappa, periodic, u1, d1, n)
+            _log_mean_line(out, p, kappa, periodic, u1, d1, n, log_mean)
         else:
             u1[:] = u0
             d1[:] = d0
@@ -422,11 +467,18 @@ BLOCK = 32
 
 
 @njit(cache=True, inline="always")
-def _block_log_mean(L, P, kappa, w, UP, DOWN):
+def _block_log_mean(L, P, kappa, w, UP, DOWN, mode):
     n = L.shape[0]
     for i in range(n - 1):
-        for j in range(w):
-            UP[i, j], DOWN[i, j] = _log_mean_rates(L[i + 1, j] - L[i, j], P[i + 1, j] - P[i, j], kappa)
+        if mode == 2:
+            im = i - 1 if i > 0 else 0
+            ipp = i + 2 if i + 2 < n else n - 1
+            for j in range(w):
+                UP[i, j], DOWN[i, j] = _log_quadratic_rates(L[im, j], L[i, j], L[i + 1, j], L[ipp, j],
+                                                            P[i + 1, j] - P[i, j], kappa)
+        else:
+            for j in range(w):
+                UP[i, j], DOWN[i, j] = _log_mean_rates(L[i + 1, j] - L[i, j], P[i + 1, j] - P[i, j], kappa)
     for j in range(w):
         UP[n - 1, j] = 0.0
         DOWN[n - 1, j] = 0.0
@@ -474,7 +526,7 @@ def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r
     for j in range(w):
         r[n - 1, j] = 1.0
     if log_mean:
-        _block_log_mean(L, P, kappa, w, UP, DOWN)
+        _block_log_mean(L, P, kappa, w, UP, DOWN, log_mean)
     for i in range(n):
         for j in range(w):
             EU[i, j] = tau * UP[i, j]
@@ -490,7 +542,7 @@ def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r
                 x[i, j] = 1.0 / xv                     # w0 = rho / y1
                 OUT[i, j] = L[i, j] - math.log(x[i, j])  # log y1
         if log_mean:
-            _block_log_mean(OUT, P, kappa, w, U1, D1)
+            _block_log_mean(OUT, P, kappa, w, U1, D1, log_mean)
         for i in range(n):
             ip = i + 1 if i < n - 1 else i
             for j in range(w):
@@ -566,23 +618,27 @@ def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out
 # ------------------------------------------------------------------ entry points
 
 
-def _operands(l, up, down, log_target):
-    """(up, down, p, log_mean): the log-mean flux when ``log_target`` is given (rates unused)."""
+def _operands(l, up, down, log_target, mean):
+    """(up, down, p, mode): mode 0 the fixed rates; with ``log_target`` the density-dependent flux,
+    mode ``mean`` (1 log mean, 2 log-quadratic; rates unused)."""
     if log_target is None:
-        return up, down, l, False
-    return l, l, np.ascontiguousarray(log_target, dtype=float), True
+        return up, down, l, 0
+    if mean not in (1, 2):
+        raise ValueError(f"mean must be 1 (log mean) or 2 (log-quadratic), got {mean!r}")
+    return l, l, np.ascontiguousarray(log_target, dtype=float), int(mean)
 
 
-def step_rows(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0):
+def step_rows(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0, mean=1):
     """Axis step along the last axis of the ``(m, n)`` log density ``l``.
 
     Scharfetter–Gummel: the fixed rates ``up``/``down``; with ``log_target`` (the log of the
     target on the same lines) the log-mean flux ``kappa Lambda(rho_i, rho_j) (g_i - g_j)``,
-    g = l - log_target, whose rates depend on the density (re-evaluated at the first stage).
+    g = l - log_target, whose rates depend on the density (re-evaluated at the first stage);
+    ``mean`` 2 takes the log-quadratic mobility instead of the log mean.
     ``two_stage`` False gives implicit Euler (first order) instead of MPRK22; ``log_only`` forces
     the log path (for testing).  Returns ``(new_l, number of lines done by the log path)``.
     """
-    up, down, p, log_mean = _operands(l, up, down, log_target)
+    up, down, p, log_mean = _operands(l, up, down, log_target, mean)
     out = np.empty_like(l)
     todo = np.ones(l.shape[0], dtype=np.bool_)
     if not (periodic or log_only):
@@ -592,13 +648,13 @@ def step_rows(l, up, down, tau, periodic, two_stage, log_only=False, log_target=
     return out, slow
 
 
-def step_cols(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0):
+def step_cols(l, up, down, tau, periodic, two_stage, log_only=False, log_target=None, kappa=0.0, mean=1):
     """:func:`step_rows` along the first axis of the ``(n, m)`` log density ``l`` (lines are columns).
 
     On lines with walls all columns go through the ratio path at once (no transposes); the
     columns that need it are redone, transposed, by the log path.
     """
-    up_, down_, p, log_mean = _operands(l, up, down, log_target)
+    up_, down_, p, log_mean = _operands(l, up, down, log_target, mean)
     if not (periodic or log_only):
         out = np.empty_like(l)
         bad = np.zeros(l.shape[1], dtype=np.bool_)
@@ -608,10 +664,10 @@ def step_cols(l, up, down, tau, periodic, two_stage, log_only=False, log_target=
     t = np.ascontiguousarray
     if periodic or log_only:
         lines, slow = step_rows(t(l.T), None if log_mean else t(up.T), None if log_mean else t(down.T), tau,
-                                periodic, two_stage, log_only, t(p.T) if log_mean else None, kappa)
+                                periodic, two_stage, log_only, t(p.T) if log_mean else None, kappa, mean)
         return t(lines.T), slow
     idx = np.flatnonzero(bad)                 # only these columns, by the log path
     lines, slow = step_rows(t(l.T[idx]), None if log_mean else t(up.T[idx]), None if log_mean else t(down.T[idx]),
-                            tau, periodic, two_stage, True, t(p.T[idx]) if log_mean else None, kappa)
+                            tau, periodic, two_stage, True, t(p.T[idx]) if log_mean else None, kappa, mean)
     out[:, idx] = lines.T
     return out, slow

@@ -33,7 +33,7 @@ __all__ = ["BOUNDARIES", "DEFAULT_TOLERANCE", "DISTRIBUTIONS", "DISTRIBUTION_KIN
 
 FLOW_KINDS = ("fokker-planck", "fisher-rao", "wfr", "path")
 BOUNDARIES = ("reflecting", "periodic")
-FLUXES = ("scharfetter-gummel", "log-mean")
+FLUXES = ("scharfetter-gummel", "log-mean", "log-quadratic")
 FILE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 #: Largest total number of cells of a grid.
 MAX_CELLS = 10_000_000

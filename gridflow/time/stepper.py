@@ -50,6 +50,8 @@ FLUX_DESCRIPTIONS = {
                           "Peclet number h|grad log pi|)",
     "log-mean": "log-mean two-point flux kappa Lambda(rho_i, rho_j)(g_i - g_j), g = log(rho/pi) (2nd order, "
                 "error constant set by the density, not the drift)",
+    "log-quadratic": "flux kappa m (g_i - g_j), g = log(rho/pi), mobility m = rho at the edge from the quadratic "
+                     "through log rho at four cells (2nd order; exact mobility for Gaussians)",
 }
 
 
@@ -133,9 +135,10 @@ class Stepper:
         log-mean flux towards log pi_lambda (``problem.flux``)."""
         cached = self._rates_cache.get(lam)
         if cached is None:
-            if self.problem.flux == "log-mean":
+            if self.problem.flux in ("log-mean", "log-quadratic"):
                 log_pi = self.path.log_reference + lam * self.path.tilt
-                cached = [log_mean_axis(log_pi, self.grid, k, self.a) for k in range(self.grid.dim)]
+                mean = 2 if self.problem.flux == "log-quadratic" else 1
+                cached = [log_mean_axis(log_pi, self.grid, k, self.a, mean=mean) for k in range(self.grid.dim)]
             else:
                 cached = [
                     axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
