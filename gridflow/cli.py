@@ -543,6 +543,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C at any moment (also while modules are imported) is one line and status 130; a closed
     stdout (``gridflow compare --json | head -c 10``) ends quietly.
     """
+    import signal
+
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = False
+    previous = signal.getsignal(signal.SIGINT)
+    own = previous is signal.default_int_handler
+    try:
+        if own:
+            signal.signal(signal.SIGINT, _note_sigint)
+    except ValueError:                   # not the main thread: signals go elsewhere
+        own = False
+    try:
+        return _main(argv)
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: set by gridflow's SIGINT handler: C code (numpy's extension import, numba's compiler callbacks)
+#: may swallow the KeyboardInterrupt or turn it into another error; this says Ctrl-C came
+_SIGINT_SEEN = False
+
+
+def _note_sigint(signum, frame) -> None:
+    """SIGINT handler while :func:`main` runs: remember it, then interrupt as Python does."""
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    raise KeyboardInterrupt
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         warnings.formatwarning = _debug_format_warning if args.debug else _format_warning
@@ -553,14 +584,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             warnings.formatwarning = _default_format_warning
     except KeyboardInterrupt:
-        try:
-            print("gridflow: interrupted", file=sys.stderr)
-        except (OSError, KeyboardInterrupt):
-            pass
-        return 130
+        return _interrupted()
+    except ImportError as exc:           # numpy turns Ctrl-C during its C-extension import into this
+        if caused_by_interrupt(exc) or _SIGINT_SEEN:
+            return _interrupted()
+        raise
     except BrokenPipeError:
         _silence_stdout()
         return 1
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the chain of exceptions that led to ``exc`` (numpy, for
+    one, re-raises Ctrl-C during the import of its C extensions as an ImportError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted() -> int:
+    try:
+        print("gridflow: interrupted", file=sys.stderr)
+    except (OSError, KeyboardInterrupt):
+        pass
+    return 130
 
 
 def _cmd_validate(args) -> int:
@@ -681,6 +732,8 @@ def _dispatch(args) -> int:
               file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: say so plainly
+        if caused_by_interrupt(exc) or _SIGINT_SEEN:
+            raise KeyboardInterrupt from exc
         if args.debug:
             import traceback
 
