@@ -389,6 +389,17 @@ def _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
     return True
 
 
+@njit(cache=True, inline="always")
+def _rates(l, up, down, p, kappa, periodic, log_mean, ru, rd, n):
+    """Jump rates of a line into ``ru``/``rd``: the fixed ``up``/``down`` (Scharfetter–Gummel), or
+    those of the density-dependent flux at the log density ``l`` (``log_mean`` 1 or 2)."""
+    if log_mean:
+        _log_mean_line(l, p, kappa, periodic, ru, rd, n, log_mean)
+    else:
+        ru[:] = up
+        rd[:] = down
+
+
 @njit(cache=True)
 def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, w):
     """One line by the ratio path (``fast``; returns False when the line needs the log path) or
@@ -396,11 +407,7 @@ def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, 
     n = l.shape[0]
     eu, ed, a, b, c, u, cp, g, u0, d0, u1, d1, w0 = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9],
                                                      w[10], w[11], w[12])
-    if log_mean:
-        _log_mean_line(l, p, kappa, periodic, u0, d0, n, log_mean)
-    else:
-        u0[:] = up
-        d0[:] = down
+    _rates(l, up, down, p, kappa, periodic, log_mean, u0, d0, n)
     _stage_edges(u0, d0, u0, d0, u0, tau, False, eu, ed, n)
     if not _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
         return False
@@ -415,11 +422,7 @@ def _line(l, up, down, p, kappa, log_mean, tau, periodic, two_stage, fast, out, 
             else:
                 w0[i] = math.exp(l[i] - u[i]) if l[i] > _NEG_INF else 0.0
                 out[i] = u[i]
-        if log_mean:
-            _log_mean_line(out, p, kappa, periodic, u1, d1, n, log_mean)
-        else:
-            u1[:] = u0
-            d1[:] = d0
+        _rates(out, up, down, p, kappa, periodic, log_mean, u1, d1, n)     # at y1
         _stage_edges(u0, d0, u1, d1, w0, tau, True, eu, ed, n)
         if not _stage_solve(eu, ed, l, a, b, c, u, cp, g, n, periodic, fast):
             return False
