@@ -571,19 +571,9 @@ def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out
     """
     n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
     width = min(BLOCK, m)   # a 1D grid (one line) gets (n, 1) work arrays
-    L = np.empty((n, width))
-    P = np.empty((n, width))
-    UP = np.empty((n, width))
-    DOWN = np.empty((n, width))
-    OUT = np.empty((n, width))
-    r = np.empty((n, width))
-    ri = np.empty((n, width))
-    EU = np.empty((n, width))
-    ED = np.empty((n, width))
-    x = np.empty((n, width))
-    cp = np.empty((n, width))
-    U1 = np.empty((n, width))
-    D1 = np.empty((n, width))
+    work = np.empty((13, n, width))   # the block's work arrays, one allocation
+    L, P, UP, DOWN, OUT, r, ri = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
+    EU, ED, x, cp, U1, D1 = work[7], work[8], work[9], work[10], work[11], work[12]
     badb = np.empty(width, dtype=np.bool_)
     for k0 in range(0, m, width):
         w = min(width, m - k0)
