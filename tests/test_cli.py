@@ -391,6 +391,7 @@ NOISY_VERB = """
 import sys, warnings
 import numpy as np
 import gridflow.cli as cli
+import gridflow.cli.info as info
 from gridflow.errors import BoundaryMassWarning
 
 def noisy(args):
@@ -400,7 +401,7 @@ def noisy(args):
     warnings.warn("the box truncates it", BoundaryMassWarning)
     return 0
 
-cli._cmd_info = noisy
+info.command = noisy
 sys.exit(cli.main(["info", "whatever.h5"] + sys.argv[1:]))
 """
 
@@ -413,16 +414,17 @@ def test_library_warnings_do_not_reach_stderr():
 
 
 def test_ctrl_c_anywhere_in_main_is_one_line(monkeypatch, capsys):
-    import gridflow.cli as cli
+    import gridflow.cli.entry as entry
+    import gridflow.cli.info as info
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_parser", interrupted)       # as if Ctrl-C came while the verbs' modules import
+    monkeypatch.setattr(entry, "_parser", interrupted)       # as if Ctrl-C came while the verbs' modules import
     assert main(["info", "x.h5"]) == 130
     assert capsys.readouterr().err == "gridflow: interrupted\n"
     monkeypatch.undo()
-    monkeypatch.setattr(cli, "_cmd_info", interrupted)
+    monkeypatch.setattr(info, "command", interrupted)
     assert main(["info", "x.h5"]) == 130
     assert capsys.readouterr().err == "gridflow: interrupted\n"
 
@@ -432,9 +434,9 @@ def test_ctrl_c_anywhere_in_main_is_one_line(monkeypatch, capsys):
         except KeyboardInterrupt as exc:
             raise ImportError("Importing the numpy C-extensions failed.") from exc
 
-    for name in ("_parser", "_cmd_info"):
+    for module, name in ((entry, "_parser"), (info, "command")):
         monkeypatch.undo()
-        monkeypatch.setattr(cli, name, numpy_style)
+        monkeypatch.setattr(module, name, numpy_style)
         assert main(["info", "x.h5"]) == 130
         assert capsys.readouterr().err == "gridflow: interrupted\n"
     monkeypatch.undo()
@@ -442,7 +444,7 @@ def test_ctrl_c_anywhere_in_main_is_one_line(monkeypatch, capsys):
     def plain_import_error(*args, **kwargs):
         raise ImportError("no module named x")
 
-    monkeypatch.setattr(cli, "_cmd_info", plain_import_error)  # not an interrupt: still an internal error
+    monkeypatch.setattr(info, "command", plain_import_error)  # not an interrupt: still an internal error
     assert main(["info", "x.h5"]) == 1
     assert "internal error: ImportError" in capsys.readouterr().err
 

@@ -217,7 +217,7 @@ def test_peclet_is_stored_in_the_file_and_shown_by_info(tmp_path, capsys):
                     .replace('kind = "wfr"', 'kind = "fokker-planck"')
                     .replace("end = 2.0", "end = 0.01").replace("save_every = 1.0", "save_every = 0.01"))
     out = tmp_path / "out.h5"
-    from gridflow.cli import _format_warning
+    from gridflow.cli.entry import _format_warning
     from gridflow.errors import PecletWarning
 
     with pytest.warns(PecletWarning) as record:

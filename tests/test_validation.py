@@ -19,7 +19,7 @@ from gridflow.io.particle_file import open_particles
 from gridflow.io.runner import solve
 from gridflow.particles.grid_sampling import sample_grid_density
 from gridflow.analysis.validation import _difference, fit_slope, run_study
-from gridflow.analysis.validation_cli import add_parser, command
+from gridflow.cli.validate import add_parser, command
 
 
 def gaussian(mean, cov) -> dict:

@@ -11,5 +11,4 @@ plot.py              figures of a trajectory: density snapshots and diagnostics
 replicates.py        replicate ensembles tested together (Hotelling T^2); masses of mixture modes
 validation.py        validation studies of particle samplers against the grid solution: run, fit slopes, verdict
 validation_report.py a validation study as text and as a figure
-validation_cli.py    the ``gridflow validate`` command
 """

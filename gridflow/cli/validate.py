@@ -1,4 +1,4 @@
-"""The ``gridflow validate`` command: its arguments, and running, printing and saving a validation study."""
+"""``gridflow validate``: its arguments and limits, and running, printing and saving a validation study."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from gridflow.errors import InputError
+from gridflow.cli.arguments import (MAX_PARTICLES, MAX_REPLICATES, MAX_SAMPLER_STEPS, check_output_path, count,
+                                     seed as check_seed)
+from gridflow.errors import GridflowError, InputError, LimitError
 from gridflow.analysis.validation import parse_list, run_study
 from gridflow.analysis.validation_report import format_study, plot_study
 
@@ -110,7 +112,9 @@ def _file_safe(name: str) -> str:
 
 
 def command(args) -> int:
-    """Run the ``validate`` verb from parsed arguments; returns the exit status (0)."""
+    """Run the ``validate`` verb from parsed arguments (after the limits on the study size); returns the
+    exit status (0)."""
+    _limits(args)
     case, reference = _load(args)
     particles = parse_list(args.particles, int, "particles", "1000,4000,16000")
     steps = parse_list(args.step, float, "step", "0.02,0.01,0.005")
@@ -137,3 +141,55 @@ def command(args) -> int:
         print(format_study(study))
         print(f"\nplot: {out}" + (f"; particles: {args.particles_output}" if args.particles_output else ""))
     return 0
+
+
+def _limits(args) -> None:
+    """Caps on the study size of ``validate``: steps per run, particles, replicates; seeds and output paths."""
+    check_seed(args.seed)
+    if not 1 <= args.replicates <= MAX_REPLICATES:
+        raise LimitError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}.")
+    for text in str(args.particles).split(","):
+        try:
+            float(text)
+        except ValueError:
+            continue  # the study reports malformed lists itself
+        count(text.strip(), option="--particles", minimum=1, maximum=MAX_PARTICLES,
+                   reason="the particles of a run are held in memory")
+    steps = []
+    for text in str(args.step).split(","):
+        try:
+            steps.append(float(text))
+        except ValueError:
+            continue  # the study reports malformed lists itself
+    positive = [h for h in steps if h > 0.0 and h == h and h != float("inf")]
+    case = _case(args)
+    if case is not None:
+        from gridflow.io.case import check_memory
+
+        check_memory(case)
+    if positive:
+        horizon = args.time if args.time is not None else (case["time"]["end"] if case is not None else None)
+        if horizon is not None and horizon / min(positive) > MAX_SAMPLER_STEPS:
+            raise LimitError(f"--step {min(positive):g} needs {horizon / min(positive):.3g} sampler steps to reach "
+                             f"t = {horizon:g}, more than the limit of {MAX_SAMPLER_STEPS:.0e}; use --step "
+                             f"{horizon / MAX_SAMPLER_STEPS:.3g} or larger.")
+    inputs = [args.case] + ([args.reference] if args.reference else [])
+    for option in ("output", "save", "particles_output"):
+        if getattr(args, option, None):
+            check_output_path(getattr(args, option), inputs=inputs, what=f"--{option.replace('_', '-')} file")
+
+
+def _case(args) -> dict | None:
+    """The resolved case of a ``validate`` command (None when it cannot be read: the study then says why)."""
+    try:
+        path = Path(args.case)
+        if path.suffix.lower() in (".h5", ".hdf5", ".nc"):
+            from gridflow.io.case import parse_case
+            from gridflow.io.trajectory import trajectory_attrs
+
+            return parse_case(str(trajectory_attrs(path).get("case", "")), overrides=args.overrides)
+        from gridflow.io.case import load_case
+
+        return load_case(path, overrides=args.overrides)
+    except (GridflowError, KeyError, TypeError, ValueError, OSError):
+        return None
