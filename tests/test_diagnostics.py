@@ -67,3 +67,44 @@ def test_compiled_kl_sum_equals_the_array_formula(monkeypatch):
         array = kl_divergence(a, b, grid)
         monkeypatch.undo()
         assert compiled == pytest.approx(array, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("dim", [1, 2])
+def test_fisher_information_gradient_has_findiffs_stencils(periodic, dim):
+    """The gradient of the Fisher information is findiff's second-order one (acc=2; one-sided at
+    walls, wrapped on periodic axes) to round-off, without importing findiff at run time."""
+    from findiff import Diff
+
+    from gridflow.analysis.diagnostics import gradient
+
+    grid = Grid((-3.0,) * dim, (4.0,) * dim, (37, 29)[:dim], boundary="periodic" if periodic else "reflecting")
+    f = np.sin(sum(c * (k + 1) for k, c in enumerate(grid.coordinates))) + sum(c ** 3 for c in grid.coordinates)
+    for axis in range(dim):
+        ours = gradient(f, axis=axis, spacing=grid.spacing[axis], periodic=periodic)
+        theirs = Diff(axis, grid.spacing[axis], acc=2, periodic=periodic)(f)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12 * np.abs(theirs).max())
+
+
+def test_fisher_information_converges_at_second_order():
+    """log rho = -x^2/2 + sin 2x (normalised), log pi = -x^2/4: grad log(rho/pi) = -x/2 + 2 cos 2x is
+    not a polynomial, so the central difference errs by h^2 f'''/6 and the midpoint sum is spectrally
+    accurate: the error against the quadrature value falls by 4 per halving of h."""
+    from scipy.integrate import quad
+
+    from gridflow.analysis.diagnostics import fisher_information
+
+    def log_rho(x):
+        return -0.5 * x ** 2 + np.sin(2 * x)
+
+    z = quad(lambda x: np.exp(log_rho(x)), -12, 12, epsabs=1e-14, limit=200)[0]
+    exact = quad(lambda x: np.exp(log_rho(x)) * (-0.5 * x + 2 * np.cos(2 * x)) ** 2, -12, 12, epsabs=1e-14,
+                 limit=200)[0] / z
+    errors = []
+    for cells in (200, 400, 800):
+        grid = Grid((-12.0,), (12.0,), (cells,))
+        x = grid.axes[0]
+        errors.append(abs(fisher_information(normalise(log_rho(x), grid), normalise(-0.25 * x ** 2, grid), grid)
+                          - exact))
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(np.abs(orders - 2.0) < 0.1), (errors, orders)

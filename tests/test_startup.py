@@ -35,3 +35,19 @@ def _loaded(code: str) -> set[str]:
 ])
 def test_start_up_loads_no_heavy_module(code):
     assert not (_loaded(code) & set(HEAVY)), _loaded(code) & set(HEAVY)
+
+
+def test_a_run_loads_neither_sympy_nor_findiff_nor_scipy_stats(tmp_path):
+    """A whole `gridflow run` (solve, diagnostics, file) needs no symbolic algebra (findiff pulls in
+    sympy, ~0.4 s per process) and no scipy.stats (~0.7 s)."""
+    case = tmp_path / "c.toml"
+    case.write_text('name = "s"\n[grid]\nlower = [-4.0]\nupper = [4.0]\ncells = [60]\n'
+                    '[target]\nkind = "gaussian"\nmean = [1.0]\ncov = [[0.5]]\n'
+                    '[initial]\nkind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n'
+                    '[flow]\nkind = "wfr"\n[time]\nend = 0.2\nsave_every = 0.1\n')
+    code = (f"from gridflow.cli import main\nassert main(['run', {str(case)!r}, '-q', '-o', "
+            f"{str(tmp_path / 'o.h5')!r}]) == 0\nprint(json.dumps([m for m in sys.modules if m.startswith('scipy.stats')]))")
+    out = subprocess.run([sys.executable, "-c", PROBE.format(code=code)], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-2]) == []
+    assert not ({"sympy", "findiff"} & set(json.loads(lines[-1])))
