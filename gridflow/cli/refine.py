@@ -59,5 +59,6 @@ def command(args) -> int:
         order = "-" if result.order[i] != result.order[i] else f"{result.order[i]:.2f}"
         print(f"{t:>10.4g}  " + "  ".join(f"{_num(d):>10}" for d in result.differences[:, i])
               + f"  {order:>6}  {_num(result.estimate[i]):>10}")
+    sys.stdout.flush()
     print(f"max estimated L1 error of the finest grid: {_num(float(result.estimate.max()))}", file=sys.stderr)
     return 0
