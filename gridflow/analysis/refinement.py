@@ -107,14 +107,18 @@ def _cell_volume(case: Mapping) -> float:
     return float(np.prod([(u - l) / n for l, u, n in zip(g["lower"], g["upper"], g["cells"])]))
 
 
-def estimate_l1(fine: np.ndarray, coarse: np.ndarray, coarse_tight: np.ndarray, *, volume: float,
-                order: float = ORDER, factor: int = RATIO) -> float:
-    """L1 estimate of the error of ``fine`` from a grid ``factor`` times coarser at the case's tolerance
-    (``coarse``) and at a tighter one (``coarse_tight``); ``volume`` is the coarse cell volume."""
-    r = float(factor) ** order
+def shifted_coarse(coarse: np.ndarray, coarse_tight: np.ndarray, *, order: float = ORDER,
+                   factor: int = RATIO) -> np.ndarray:
+    """rho_3h* + 3^p T with T = ``coarse - coarse_tight``: what the error field compares ``fine`` with."""
+    return coarse_tight + float(factor) ** order * (coarse - coarse_tight)
+
+
+def estimate_l1(fine: np.ndarray, shifted: np.ndarray, *, volume: float, order: float = ORDER,
+                factor: int = RATIO) -> float:
+    """L1 estimate sum |e| * ``volume`` of the error of ``fine``, e = (``shifted`` - fine) / (factor^p - 1)
+    at the common points, ``shifted`` from :func:`shifted_coarse` and ``volume`` the coarse cell volume."""
     at = fine[common_points(factor, fine.ndim)]
-    field = (coarse_tight + r * (coarse - coarse_tight) - at) / (r - 1.0)
-    return float(np.abs(field).sum() * volume)
+    return float(np.abs(shifted - at).sum() * volume / (float(factor) ** order - 1.0))
 
 
 class ErrorEstimator:
@@ -132,15 +136,18 @@ class ErrorEstimator:
         self.volume = _cell_volume(coarse_case)
         self.method = method_description(case)
         self._times = wanted
-        self._coarse = solve_densities(coarse_case, wanted, coarse=True) if wanted.size else []
-        self._tight = solve_densities(coarse_case, wanted, tolerance=tol / TIGHTER, coarse=True) if wanted.size else []
+        self._shifted: list[np.ndarray] = []       # one coarse array per time (memory: 1/3^d of a frame)
+        if wanted.size:
+            coarse = solve_densities(coarse_case, wanted, coarse=True)
+            tight = solve_densities(coarse_case, wanted, tolerance=tol / TIGHTER, coarse=True)
+            self._shifted = [shifted_coarse(c, c_t) for c, c_t in zip(coarse, tight)]
 
     def estimate(self, time: float, density: np.ndarray) -> float:
         """Estimated L1 error of ``density`` (the case's grid) at the save time ``time``."""
         k = int(np.argmin(np.abs(self._times - time)))
         if not abs(self._times[k] - time) <= 1e-9 * max(1.0, abs(time)):
             raise ValueError(f"no coarse solution at t = {time!r}")
-        return estimate_l1(np.asarray(density), self._coarse[k], self._tight[k], volume=self.volume)
+        return estimate_l1(np.asarray(density), self._shifted[k], volume=self.volume)
 
 
 @dataclass
@@ -210,6 +217,7 @@ def refine(case: Mapping, levels: int = 2) -> Refinement:
             order[i] = np.log(diffs[1, i] / diffs[0, i]) / np.log(RATIO)
             if ORDER_RANGE[0] <= order[i] <= ORDER_RANGE[1]:
                 used[i] = order[i]
-        est[i] = estimate_l1(fine[i], coarse[i], tight[1][i], volume=volumes[1], order=used[i])
+        est[i] = estimate_l1(fine[i], shifted_coarse(coarse[i], tight[1][i], order=used[i]), volume=volumes[1],
+                             order=used[i])
     return Refinement(times=times, cells=[list(c["grid"]["cells"]) for c in cases], differences=diffs,
                       order=order, order_used=used, estimate=est, tolerance=tol)

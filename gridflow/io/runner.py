@@ -316,7 +316,7 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
                           kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames),
-                          extra_names=("steps", "rejected_steps", *(("error_estimate",) if estimator else ()))
+                          extra_names=("steps", "rejected_steps", *(("error_estimate",) if estimator is not None else ()))
                           ) as writer:
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
