@@ -40,6 +40,12 @@ def _diagnostics(axes, tr) -> None:
         ax_kl.semilogy(tr.time, energy, color="C4", label=what + r" $\|v_t\|^2_{L^2(\rho_t)}$")
         positive.append(energy)
         label = "KL divergence, kinetic energy"
+    estimate = tr.extra.get("error_estimate")
+    if estimate is not None and np.isfinite(estimate).any():  # written by run --error-estimate
+        estimate = np.where(estimate > 0, estimate, np.nan)
+        ax_kl.semilogy(tr.time, estimate, ":", color="C5", label="estimated L1 error (Richardson)")
+        positive.append(estimate)
+        label += ", L1 error"
     values = np.concatenate(positive)
     top = np.nanmax(values) if np.isfinite(values).any() else 1.0
     bottom = np.nanmin(values) if np.isfinite(values).any() else 1e-16

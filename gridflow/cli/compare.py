@@ -138,6 +138,7 @@ def command(args) -> int:
     if bootstrap and len(sources) > 1:
         notes.append("--bootstrap is not used by the replicate test (its p-value comes from the between-replicate "
                      "variation)")
+    notes += _reference_error_notes(tr, results)
     if args.json:
         if args.time is not None:
             out = results[0]
@@ -159,6 +160,30 @@ def command(args) -> int:
     for note in notes:
         print(f"note: {note}")
     return 0
+
+
+def _reference_error_notes(tr, results: list[dict]) -> list[str]:
+    """A note when the frame's stored L1 error estimate (``run --error-estimate``) is not far below the
+    particle noise floor: half of it (total variation) above 0.1 x the ``tv_histogram`` floor."""
+    import numpy as np
+
+    est = tr.extra.get("error_estimate")
+    if est is None:
+        return []
+    worst = None
+    for r in results:
+        floor = r.get("noise_floor", {}).get("tv_histogram")
+        if r["against"] != "frame" or not isinstance(floor, (int, float)) or floor <= 0:
+            continue
+        e = float(est[int(np.argmin(np.abs(tr.time - r["time"])))])
+        if np.isfinite(e) and 0.5 * e > 0.1 * floor and (worst is None or e / floor > worst[1] / worst[2]):
+            worst = (r["time"], e, floor)
+    if worst is None:
+        return []
+    t, e, floor = worst
+    return [f"the trajectory's estimated L1 error at t = {t:g} ({e:.3g}, total variation {0.5 * e:.3g}) is not far "
+            f"below the particle noise floor (tv_histogram {floor:.3g}): grid error may show in the distances; "
+            "use a finer grid as the reference"]
 
 
 def _print_single(result: dict) -> None:

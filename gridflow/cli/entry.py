@@ -24,7 +24,7 @@ from gridflow.errors import GridflowError, InputError
 _default_format_warning = warnings.formatwarning
 
 #: The verbs, each a module ``gridflow.cli.<name>`` with ``add_parser`` and ``command``.
-VERBS = ("run", "info", "sample", "compare", "plot", "sweep", "validate", "reproduce")
+VERBS = ("run", "info", "sample", "compare", "plot", "sweep", "refine", "validate", "reproduce")
 
 
 def verb_module(name: str):

@@ -40,12 +40,25 @@ def summary(tr) -> str:
         ]
     else:
         lines.append("frames:    none written")
+    lines += _error_estimate_lines(tr)
     if "max_cell_peclet" in tr.attrs:
         lines.append(f"peclet:    {float(tr.attrs['max_cell_peclet']):.3g} (largest cell Peclet number h|grad log pi|)")
     lines += _damage_lines(tr)
     if tr.attrs.get("warnings"):
         lines.append(f"warnings:  {printable(tr.attrs['warnings'])}")
     return "\n".join(line for line in lines if not line.endswith(":"))
+
+
+def _error_estimate_lines(tr) -> list[str]:
+    """The ``error:`` line of :func:`summary`: the stored L1 error estimate (max over times, last frame)."""
+    import numpy as np
+
+    est = tr.extra.get("error_estimate")
+    if est is None or not len(est) or not np.isfinite(est).any():
+        return []
+    return [f"error:     L1 error estimate max {float(np.nanmax(est)):.3g} (t = "
+            f"{float(tr.time[int(np.nanargmax(est))]):g}), {float(est[-1]):.3g} at the last frame "
+            "(Richardson, grid 3 times coarser)"]
 
 
 def _damage_lines(tr) -> list[str]:

@@ -18,13 +18,18 @@ def add_parser(sub) -> None:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted run of the same case from the last frame of its file")
+    run.add_argument("--error-estimate", action="store_true",
+                     help="also solve on a grid 3 times coarser per axis (cells divisible by 3) and store the "
+                          "Richardson estimate of the L1 error per saved time (error_estimate); same as "
+                          "--set output.error_estimate=true")
 
 
 def command(args) -> int:
     from gridflow.io.case import check_memory, load_case
     from gridflow.io.runner import run
 
-    case = load_case(args.case, overrides=args.overrides)
+    overrides = list(args.overrides) + (["output.error_estimate=true"] if args.error_estimate else [])
+    case = load_case(args.case, overrides=overrides)
     target = Path(args.output if args.output is not None else case["output"]["path"])
     check_output_path(target, inputs=[args.case], what="trajectory file")
     check_memory(case)

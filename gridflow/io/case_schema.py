@@ -369,7 +369,8 @@ SECTIONS: dict[str, Schema] = {
         "initial_step": Field(num(gt=0.0), default=OMIT),
     },
     "output": {"path": Field(text(pattern=re.compile(r".+", re.S), what="a non-empty path",
-                                  fix="Give the trajectory file, e.g. path = \"outputs/run.h5\"."), default=OMIT)},
+                                  fix="Give the trajectory file, e.g. path = \"outputs/run.h5\"."), default=OMIT),
+               "error_estimate": Field(boolean, default=OMIT)},
 }
 SECTION_EXAMPLES = {
     "grid": "[grid] lower = [0.0], upper = [1.0], cells = [200]",

@@ -239,6 +239,10 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     SIGTERM is handled like SIGINT while it runs (status ``interrupted``, KeyboardInterrupt).  A
     failed write (disk full, file-size limit, ...) raises :class:`~gridflow.errors.OutputWriteError`
     saying how many complete frames the file holds; the file can be resumed.
+
+    With ``[output] error_estimate = true`` the case is also solved on a grid 3 times coarser
+    per axis, in memory before the first frame (:class:`~gridflow.analysis.refinement.ErrorEstimator`),
+    and each frame gets the Richardson estimate of its L1 error (``error_estimate``).
     """
     with _sigterm_interrupts():
         return _run(case, output=output, progress=progress, resume=resume)
@@ -282,6 +286,13 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
         attrs["warnings"] = "; ".join(problem.warnings)
     if state is not None:
         attrs["resumed_at"] = float(state.t)
+    estimator = None
+    if case["output"].get("error_estimate", False):
+        from gridflow.analysis.refinement import ErrorEstimator
+
+        # the coarse solutions first, in memory (a resumed run recomputes them for its remaining frames)
+        estimator = ErrorEstimator(case, times)
+        attrs["error_estimate_method"] = estimator.method
     total_steps = sum(int(f["extra"].get("steps", 0)) for f in old_frames)
     attrs["total_steps"] = int(total_steps)  # kept up to date at every frame (in place)
     bar = None
@@ -305,10 +316,14 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
                           kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames),
-                          extra_names=("steps", "rejected_steps")) as writer:
+                          extra_names=("steps", "rejected_steps", *(("error_estimate",) if estimator is not None else ()))
+                          ) as writer:
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
             total_steps += frame.steps
+            extra = {"steps": float(frame.steps), "rejected_steps": float(frame.rejected)}
+            if estimator is not None:
+                extra["error_estimate"] = estimator.estimate(frame.time, frame.density)
             writer.write_frame(time=frame.time, density=frame.density, log_density=frame.log_rho,
                                lambda_=frame.lam, mass=d["mass"],
                                kl=d["kl"], kl_tempered=d["kl_tempered"],
@@ -316,7 +331,7 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
                                covariance=d["covariance"], velocity=frame.velocity,
                                kinetic_energy=transport_kinetic_energy(problem, d) if transport
                                else frame.kinetic_energy,
-                               extra={"steps": float(frame.steps), "rejected_steps": float(frame.rejected)})
+                               extra=extra)
             writer.set_attrs(total_steps=int(total_steps))
             if bar is not None and time.monotonic() - started >= 1.0:
                 bar.n = frame.time
