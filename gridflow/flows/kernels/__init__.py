@@ -36,18 +36,50 @@ Modules: :mod:`~gridflow.flows.kernels.scalar` (thresholds, log and log-sum of o
 :mod:`~gridflow.flows.kernels.tridiagonal` (the eliminations, ratio and log form),
 :mod:`~gridflow.flows.kernels.lines` (one line at a time, either path),
 :mod:`~gridflow.flows.kernels.blocked` (the ratio path of all lines with walls, in blocks);
-this module holds the entry points.
+this module holds the entry points.  Kernels are cached on disk (``cache=True``); since numba checks
+a cache against its own file only, importing the package drops the caches that an edit of another
+kernel module has made stale (:data:`COMPILED_IN`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from gridflow.flows.kernels import blocked, lines, rates, scalar, tridiagonal
 from gridflow.flows.kernels.blocked import BLOCK, _blocked_walls
 from gridflow.flows.kernels.lines import _lines_one_by_one
 from gridflow.flows.kernels.scalar import HAZARD, MAX_JUMP, TINY
 
 __all__ = ["BLOCK", "HAZARD", "MAX_JUMP", "TINY", "step_cols", "step_rows"]
+
+#: Kernel module -> the kernel modules whose functions and constants its kernels compile in (all it
+#: imports, directly or not; tests/test_fokker_planck.py checks the list against the imports).
+COMPILED_IN = {rates: (scalar,), tridiagonal: (scalar,), lines: (scalar, rates, tridiagonal), blocked: (scalar, rates)}
+
+
+def _drop_stale_caches() -> None:
+    """Empty the disk cache of every kernel older than a module compiled into it.
+
+    numba keys a function's cache on its own source file only (numba issue #1833): after an edit
+    of ``tridiagonal.py`` the cached ``lines._line`` would still run the old elimination.
+    """
+    for module, sources in COMPILED_IN.items():
+        newest = max(os.stat(m.__file__).st_mtime for m in sources)
+        for kernel in vars(module).values():
+            if getattr(getattr(kernel, "py_func", None), "__module__", None) != module.__name__:
+                continue
+            cache = getattr(kernel, "_cache", None)
+            index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+            try:
+                if index and os.stat(index).st_mtime < newest:
+                    cache.flush()
+            except OSError:   # no cache written yet, or a read-only one: nothing to drop
+                pass
+
+
+_drop_stale_caches()
 
 
 def _operands(l, up, down, log_target, mean):
