@@ -2,9 +2,10 @@
 
 Initial N(0, 1) (or N(0, I)), target ½N(0, 1) + ½N(m, 1): the initial log density at the far mode is
 -m²/2 (-800 at m = 40, -1800 at m = 60).  Under Fisher–Rao with reference pi_0 = rho_0 the exact
-solution is rho_t = pi_{J(t)} ∝ rho_0^{1-J} pi^J on the grid itself (NUMERICS-style closed form,
-:func:`gridflow.analysis.exact.fisher_rao_exponent`), so the grid solution must match it to round-off at
-every saved time, also while the far mode's mass is e^-700 and when it reaches one half.
+solution is rho_t = pi_{J(t)} ∝ rho_0^{1-J} pi^J on the grid itself (the closed form of
+docs/numerics.md, "Fisher–Rao: exact in log space"; :func:`gridflow.analysis.exact.fisher_rao_exponent`),
+so the grid solution must match it to round-off at every saved time, also while the far mode's mass
+is e^-700 and when it reaches one half.
 """
 
 from __future__ import annotations

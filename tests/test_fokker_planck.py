@@ -193,3 +193,31 @@ def test_column_kernel_redoes_only_the_columns_that_need_the_log_path(order):
     assert slow == 2 and slow_ref == grid.shape[1]
     assert np.all(np.isfinite(got))                # the empty cells are refilled
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11)
+
+
+def test_every_module_compiled_into_a_cached_kernel_invalidates_its_cache():
+    """numba re-validates a kernel's disk cache against its own file only, so the package lists, per
+    kernel module, every kernel module compiled into its kernels (imported, directly or not): an
+    edit there drops the stale caches.  The list must be exactly the import closure."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from gridflow.flows import kernels
+
+    package = "gridflow.flows.kernels"
+    modules = {p.stem: importlib.import_module(f"{package}.{p.stem}")
+               for p in Path(kernels.__file__).parent.glob("*.py") if p.stem != "__init__"}
+    imports = {name: {node.module.rpartition(".")[2]
+                      for node in ast.walk(ast.parse(Path(m.__file__).read_text()))
+                      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + ".")}
+               for name, m in modules.items()}
+    for name, module in modules.items():
+        closure, todo = set(), list(imports[name])
+        while todo:
+            dep = todo.pop()
+            if dep not in closure:
+                closure.add(dep)
+                todo.extend(imports[dep])
+        listed = {m.__name__.rpartition(".")[2] for m in kernels.COMPILED_IN.get(module, ())}
+        assert listed == closure, name

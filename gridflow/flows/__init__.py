@@ -2,6 +2,7 @@
 
 fisher_rao.py    the Fisher-Rao (birth-death) flow, solved exactly in log space
 fokker_planck.py the Scharfetter-Gummel finite-volume generator of the Fokker-Planck equation
-kernels.py       compiled (numba) kernels of the Fokker-Planck axis step in log space
+kernels/         compiled (numba) kernels of the Fokker-Planck axis step in log space: scalar.py,
+                 rates.py, tridiagonal.py, lines.py, blocked.py; the entry points in __init__.py
 path.py          the minimal-kinetic-energy velocity of the tempering path (the `path` flow)
 """

@@ -97,6 +97,8 @@ def _plural(n: int, word: str) -> str:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Number:
+    """A number written in the formula, or a named constant (``text`` then its name)."""
+
     value: float
     text: str
 
@@ -107,39 +109,22 @@ class Variable:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Constant:
-    name: str
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Unary:
-    op: str
-    operand: Node
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Binary:
-    """Arithmetic ``+ - * /`` or power ``**``."""
+class Apply:
+    """An operator (unary ``+ -``, arithmetic ``+ - * / **``, comparison) or a function, as
+    written (``op``), applied to its operands; ``function`` is the numpy function it stands for."""
 
     op: str
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Comparison:
-    op: str
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Call:
-    function: str
+    function: Callable[..., np.ndarray]
     args: tuple[Node, ...]
 
 
-Node = Number | Variable | Constant | Unary | Binary | Comparison | Call
+Node = Number | Variable | Apply
+
+
+def _binary(op: str, left: Node, right: Node) -> Apply:
+    """An arithmetic operator or a comparison between two operands."""
+    return Apply(op, _BINARY[op] if op in _BINARY else _COMPARISONS[op], (left, right))
+
 
 _PUSH, _LOAD, _APPLY = 0, 1, 2
 _Instruction = tuple[int, object, int]
@@ -153,24 +138,13 @@ def _flatten(root: Node) -> tuple[_Instruction, ...]:
         node, children_done = stack.pop()
         if isinstance(node, Number):
             program.append((_PUSH, np.float64(node.value), 0))
-        elif isinstance(node, Constant):
-            program.append((_PUSH, np.float64(CONSTANTS[node.name]), 0))
         elif isinstance(node, Variable):
             program.append((_LOAD, node.name, 0))
+        elif children_done:
+            program.append((_APPLY, node.function, len(node.args)))
         else:
-            if isinstance(node, Unary):
-                func, children = _UNARY[node.op], (node.operand,)
-            elif isinstance(node, Binary):
-                func, children = _BINARY[node.op], (node.left, node.right)
-            elif isinstance(node, Comparison):
-                func, children = _COMPARISONS[node.op], (node.left, node.right)
-            else:
-                func, children = FUNCTIONS[node.function][0], node.args
-            if children_done:
-                program.append((_APPLY, func, len(children)))
-            else:
-                stack.append((node, True))
-                stack.extend((child, False) for child in reversed(children))
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(node.args))
     return tuple(program)
 
 
@@ -356,15 +330,15 @@ class _Parser:
             op = self.token.text if self.token.kind == "op" else ""
             if op in ("*", "/"):
                 self._advance()
-                product = Binary(op, product, self._factor())
+                product = _binary(op, product, self._factor())
             elif op in ("+", "-"):
                 self._advance()
-                total = product if total is None else Binary(pending, total, product)
+                total = product if total is None else _binary(pending, total, product)
                 pending = op
                 product = self._factor()
             else:
                 break
-        node = product if total is None else Binary(pending, total, product)
+        node = product if total is None else _binary(pending, total, product)
         if not condition:
             return node
         token = self.token
@@ -382,7 +356,7 @@ class _Parser:
                 f"a second comparison {self.token.describe()}: where takes a single comparison, so chained "
                 f"comparisons such as 0 < x < 1 are not supported (nest where instead)",
             )
-        return Comparison(token.text, node, right)
+        return _binary(token.text, node, right)
 
     def _factor(self) -> Node:
         signs: list[str] = []
@@ -407,10 +381,10 @@ class _Parser:
         if self.token.kind == "op" and self.token.text == "**":
             power = self._advance()
             self._enter(power)
-            node = Binary("**", node, self._factor())
+            node = _binary("**", node, self._factor())
             self.depth -= 1
         for sign in reversed(signs):
-            node = Unary(sign, node)
+            node = Apply(sign, _UNARY[sign], (node,))
         return node
 
     def _name(self) -> Node:
@@ -421,7 +395,7 @@ class _Parser:
             return Variable(name)
         if name in CONSTANTS:
             self._advance()
-            return Constant(name)
+            return Number(CONSTANTS[name], name)
         if name in FUNCTIONS:
             return self._call()
         called = self.text[token.column - 1 + len(name) :].lstrip().startswith("(")
@@ -432,7 +406,7 @@ class _Parser:
         kind = "function" if called else "name"
         self._fail_at(token, f"unknown {kind} {name!r} at column {token.column}{hint}")
 
-    def _call(self) -> Call:
+    def _call(self) -> Apply:
         name_token = self._advance()
         name = name_token.text
         arity = FUNCTIONS[name][1]
@@ -465,7 +439,7 @@ class _Parser:
                         f"{_plural(len(args), 'argument')}",
                     )
                 self._close(open_paren, "',' or ')'")
-                return Call(name, tuple(args))
+                return Apply(name, FUNCTIONS[name][0], tuple(args))
             else:
                 self._close(open_paren, "',' or ')'")  # always fails
 

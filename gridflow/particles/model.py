@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
-from gridflow.core.schedule import Schedule
 from gridflow.errors import InputError, NumericalError
 from gridflow.particles.densities import LogDensity, _GridValues, _Mixture, log_density_function
 from gridflow.particles.grid_sampling import GridDensitySampler
@@ -74,33 +73,13 @@ class ParticleModel:
         return model
 
     # -- shortcuts --------------------------------------------------------------------------
-    @property
-    def grid(self) -> Grid:
-        return self.problem.grid
-
-    @property
-    def dim(self) -> int:
-        return self.grid.dim
-
-    @property
-    def flow(self) -> str:
-        return self.problem.flow
-
-    @property
-    def diffusion(self) -> float:
-        return self.problem.diffusion
-
-    @property
-    def reaction(self) -> float:
-        return self.problem.reaction
-
-    @property
-    def schedule(self) -> Schedule:
-        return self.problem.schedule
-
-    @property
-    def periodic(self) -> bool:
-        return self.grid.periodic
+    grid = property(attrgetter("problem.grid"), doc="The problem's grid (core.grid.Grid).")
+    dim = property(attrgetter("problem.grid.dim"), doc="The dimension of the grid (int).")
+    periodic = property(attrgetter("problem.grid.periodic"), doc="Whether the box is periodic (bool).")
+    flow = property(attrgetter("problem.flow"), doc="The flow's kind (str).")
+    diffusion = property(attrgetter("problem.diffusion"), doc="The diffusion coefficient (float).")
+    reaction = property(attrgetter("problem.reaction"), doc="The reaction (Fisher-Rao) rate (float).")
+    schedule = property(attrgetter("problem.schedule"), doc="The tempering schedule (core.schedule.Schedule).")
 
     def confine(self, x: np.ndarray) -> np.ndarray:
         """Positions folded into the box (reflecting or periodic, as the grid)."""

@@ -20,9 +20,10 @@ disagree with its numbers.  :func:`claims_table` renders the Markdown table of a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,6 +219,54 @@ class Claim:
         return cls(str(d["id"]), str(d["statement"]), str(d["criterion"]),
                    tuple(Check.from_dict(c) for c in d.get("checks", ())),
                    tuple(Measured.from_dict(q) for q in d.get("quantities", ())), str(d.get("summary", "")))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A claim judged on the measured numbers: what a function registered with
+    :meth:`ClaimBook.claim` returns (the :class:`Claim` fields other than id and statement)."""
+
+    criterion: str
+    checks: Sequence[Check]
+    summary: str
+    quantities: Sequence[Measured] = ()
+
+
+class ClaimBook:
+    """The claims of one paper: each judging function is registered under the claim's id
+    (:meth:`claim`), its docstring being the claim in the paper's words, and :meth:`build` makes
+    every record from the measured numbers."""
+
+    def __init__(self) -> None:
+        #: claim id -> the function that builds its :class:`Claim` from the measured numbers
+        self.builders: dict[str, Callable[[Mapping], Claim]] = {}
+
+    def claim(self, id: str) -> Callable[[Callable[[Mapping], Judgement]], Callable[[Mapping], Claim]]:
+        """Decorator: the function judges claim ``id`` on the measured numbers and returns a
+        :class:`Judgement`; its docstring, on one line, is the claim's statement.  Decorated, it
+        returns the :class:`Claim`."""
+
+        def register(judge: Callable[[Mapping], Judgement]) -> Callable[[Mapping], Claim]:
+            if id in self.builders:
+                raise InputError(f"Claim {id!r} is registered twice ({judge.__name__}); give each claim its own id.")
+            if not judge.__doc__:
+                raise InputError(f"The judging function {judge.__name__} of claim {id!r} has no docstring; "
+                                 "write the claim in the paper's words there.")
+            statement = " ".join(judge.__doc__.split())
+
+            @functools.wraps(judge)
+            def build_claim(ms: Mapping) -> Claim:
+                j = judge(ms)
+                return Claim(id, statement, j.criterion, j.checks, j.quantities, j.summary)
+
+            self.builders[id] = build_claim
+            return build_claim
+
+        return register
+
+    def build(self, ms: Mapping) -> list[Claim]:
+        """Every claim record of the paper, in the order registered, judged on the measured numbers ``ms``."""
+        return [build_claim(ms) for build_claim in self.builders.values()]
 
 
 def write_claims(path: str | Path, claims: Sequence[Claim], *, title: str, report: str = "",

@@ -89,23 +89,16 @@ def _mixture_toml(mu: np.ndarray, variance: float, indent: str = "  ") -> str:
     return f'kind = "mixture"\nweights = [{weights}]\ncomponents = [\n{comps}\n]\n'
 
 
-def fp_case_text(*, cells: int, flux: str, save_times: Sequence[float] = SAVE_TIMES, tolerance: float = 1e-6,
-                 name: str = "chemseddine-fab40-fp", mu: np.ndarray | None = None) -> str:
-    """The TOML text of the FAB-40 Fokker–Planck case (mixture -> N(0, I)) on [-BOX, BOX]^2."""
-    mu = means() if mu is None else mu
+def _case_toml(*, comment: str, name: str, description: str, cells: int, initial: str, target: str,
+               rest: str) -> str:
+    """The TOML text of a FAB-40 case on [-BOX, BOX]^2 with ``cells`` per axis: the header
+    ``comment`` (its lines without the "# "), name, description, grid, the ``initial`` and ``target``
+    tables' bodies, then the ``rest`` of the tables."""
     h = 2 * BOX / cells
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
     return f"""\
-# FAB-40 (Midgley et al. ICLR 2023; the 2D benchmark of Chemseddine et al. ICLR 2025 and the
-# neural-sampler papers): 40 equally weighted isotropic Gaussians, variance 1.72466 (std
-# softplus(1)), means uniform in [-40, 40]^2 drawn with numpy.random.default_rng({SEED}) and written
-# out below (regenerate with gridflow.reproduce.fab40.write_cases).  Fokker-Planck flow towards
-# N(0, I); closed form: the mixture with means e^-t mu_k and variances e^-2t 1.72466 + (1 - e^-2t).
-# The drift reaches |x| = 50 at the box edge: cell Peclet number h|grad log pi| up to {h * (BOX - h):.3g},
-# where the Scharfetter-Gummel flux is close to first order; the log-mean flux stays second order.
-# docs/fab40.md has the convergence study that chose the cells and the flux, and the errors to expect
-# (L1 ~ 0.4 h^2 at t = 0.5 .. 1 with the log-mean flux: 1e-3 needs ~2600^2 cells).
-name = "{name}"
-description = "FAB-40: Fokker-Planck flow from the 40-mode Gaussian mixture towards N(0, I) (closed form)"
+{header}name = "{name}"
+description = "{description}"
 
 [grid]
 lower = [{-BOX!r}, {-BOX!r}]
@@ -113,12 +106,32 @@ upper = [{BOX!r}, {BOX!r}]
 cells = [{cells}, {cells}]      # h = {h:.6g}
 
 [initial]
-{_mixture_toml(mu, VARIANCE)}
+{initial}
 [target]
-kind = "gaussian"
-mean = [0.0, 0.0]
-cov = [[1.0, 0.0], [0.0, 1.0]]
+{target}
+{rest}"""
 
+
+def _standard_gaussian_toml(variance: float) -> str:
+    """TOML body of N(0, variance I) in 2D."""
+    return f'kind = "gaussian"\nmean = [0.0, 0.0]\ncov = [[{variance!r}, 0.0], [0.0, {variance!r}]]\n'
+
+
+def fp_case_text(*, cells: int, flux: str, save_times: Sequence[float] = SAVE_TIMES, tolerance: float = 1e-6,
+                 name: str = "chemseddine-fab40-fp", mu: np.ndarray | None = None) -> str:
+    """The TOML text of the FAB-40 Fokker–Planck case (mixture -> N(0, I)) on [-BOX, BOX]^2."""
+    h = 2 * BOX / cells
+    comment = f"""\
+FAB-40 (Midgley et al. ICLR 2023; the 2D benchmark of Chemseddine et al. ICLR 2025 and the
+neural-sampler papers): 40 equally weighted isotropic Gaussians, variance 1.72466 (std
+softplus(1)), means uniform in [-40, 40]^2 drawn with numpy.random.default_rng({SEED}) and written
+out below (regenerate with gridflow.reproduce.fab40.write_cases).  Fokker-Planck flow towards
+N(0, I); closed form: the mixture with means e^-t mu_k and variances e^-2t 1.72466 + (1 - e^-2t).
+The drift reaches |x| = 50 at the box edge: cell Peclet number h|grad log pi| up to {h * (BOX - h):.3g},
+where the Scharfetter-Gummel flux is close to first order; the log-mean flux stays second order.
+docs/fab40.md has the convergence study that chose the cells and the flux, and the errors to expect
+(L1 ~ 0.4 h^2 at t = 0.5 .. 1 with the log-mean flux: 1e-3 needs ~2600^2 cells)."""
+    rest = f"""\
 [flow]
 kind = "fokker-planck"
 diffusion = 1.0
@@ -129,36 +142,24 @@ end = {float(save_times[-1])!r}
 save_times = [{", ".join(repr(float(s)) for s in save_times)}]
 tolerance = {tolerance!r}
 """
+    return _case_toml(
+        comment=comment, name=name, cells=cells, rest=rest,
+        description="FAB-40: Fokker-Planck flow from the 40-mode Gaussian mixture towards N(0, I) (closed form)",
+        initial=_mixture_toml(means() if mu is None else mu, VARIANCE), target=_standard_gaussian_toml(1.0))
 
 
 def path_case_text(*, cells: int = 512, mu: np.ndarray | None = None) -> str:
     """The TOML text of the FAB-40 path flow: linear interpolation of the energies from N(0, 100 I)."""
-    mu = means() if mu is None else mu
-    h = 2 * BOX / cells
-    return f"""\
-# FAB-40 path flow: the linear interpolation of the energies (geometric tempering path
-# pi_t ∝ N(0, 100 I)^(1-t) pi_FAB40^t) from N(0, 100 I) to the 40-mode mixture of
-# chemseddine-fab40-fp.toml (same means, drawn with numpy.random.default_rng({SEED})).  The minimal
-# velocity (a weighted elliptic solve per frame) and its kinetic energy show the mass moving
-# between the modes as they separate.
-name = "chemseddine-fab40-path"
-description = "FAB-40: linear interpolation of the energies from N(0, 100 I) to the 40-mode Gaussian mixture"
-
-[grid]
-lower = [{-BOX!r}, {-BOX!r}]
-upper = [{BOX!r}, {BOX!r}]
-cells = [{cells}, {cells}]      # h = {h:.6g}
-
-[initial]
-kind = "gaussian"
-mean = [0.0, 0.0]
-cov = [[100.0, 0.0], [0.0, 100.0]]
-
-[target]
-{_mixture_toml(mu, VARIANCE)}
+    comment = f"""\
+FAB-40 path flow: the linear interpolation of the energies (geometric tempering path
+pi_t ∝ N(0, 100 I)^(1-t) pi_FAB40^t) from N(0, 100 I) to the 40-mode mixture of
+chemseddine-fab40-fp.toml (same means, drawn with numpy.random.default_rng({SEED})).  The minimal
+velocity (a weighted elliptic solve per frame) and its kinetic energy show the mass moving
+between the modes as they separate."""
+    rest = """\
 [tempering]
 reference = "initial"
-schedule = {{ kind = "linear", duration = 1.0 }}
+schedule = { kind = "linear", duration = 1.0 }
 
 [flow]
 kind = "path"
@@ -167,6 +168,10 @@ kind = "path"
 end = 1.0
 save_times = [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]
 """
+    return _case_toml(
+        comment=comment, name="chemseddine-fab40-path", cells=cells, rest=rest,
+        description="FAB-40: linear interpolation of the energies from N(0, 100 I) to the 40-mode Gaussian mixture",
+        initial=_standard_gaussian_toml(100.0), target=_mixture_toml(means() if mu is None else mu, VARIANCE))
 
 
 #: cells per axis and flux of the shipped Fokker–Planck case (chosen by benchmarks/fab40_study.py).

@@ -24,9 +24,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gridflow.reproduce.claims import Check, Claim, Measured
+from gridflow.reproduce.claims import Check, Claim, ClaimBook, Judgement, Measured
 from gridflow.reproduce.chemseddine.cases import CLOSED_FORM_L1_TOLERANCE, H_2D, M_VALUES
 
+#: the paper's claims, each registered with its judging function below
+BOOK = ClaimBook()
 NEGLIGIBLE = 1e-6
 GROWTH_RATE_MIN = 0.5
 EXPLOSION_RATIO = 1e10
@@ -82,8 +84,10 @@ def _q(name: str, r: Mapping) -> Measured:
     return Measured(name, r["value"], r["error"])
 
 
-def claim_teleport(ms: Mapping) -> Claim:
-    """Claim 1: the far mode appears in place, not by transport."""
+@BOOK.claim("1")
+def claim_teleport(ms: Mapping) -> Judgement:
+    """The linear interpolation of the energies between rho_0 ∝ e^{-|x|} and rho_1 ∝ e^{-2 min(|x|, |x-m|)} does
+    not move mass to the second mode: the mode at x = m appears in place ("teleportation")."""
     checks = []
     mm = str(max(ms["m"]))
     p = ms["path"][mm]
@@ -101,9 +105,7 @@ def claim_teleport(ms: Mapping) -> Claim:
             ex = pm["mass_right_exact"][t]
             checks.append(Check(f"m = {m}, t = {t}", Measured("grid mass beyond the valley", v), "~",
                                 Measured("exact mass", ex), tolerance=MASS_TOLERANCE))
-    return Claim(
-        "1", "The linear interpolation of the energies between rho_0 ∝ e^{-|x|} and rho_1 ∝ e^{-2 min(|x|, |x-m|)} "
-        "does not move mass to the second mode: the mode at x = m appears in place (\"teleportation\").",
+    return Judgement(
         f"m = {mm}: the mass beyond the valley is ≤ {NEGLIGIBLE:g} at t = 0.5 and reaches its exact value at t = 1, "
         f"while the density in the valley stays ≤ {NEGLIGIBLE:g}; the grid's masses agree with the exact masses to "
         f"{MASS_TOLERANCE:g} relative (all m, t).",
@@ -112,8 +114,9 @@ def claim_teleport(ms: Mapping) -> Claim:
                 f"{p['mass_right']['1']:.3g} at t = 1; valley density at t = 1: {p['valley_density_t1']:.2g}")
 
 
-def claim_explosion(ms: Mapping) -> Claim:
-    """Claim 2: ‖v_t‖² explodes as t → 1 and ‖v_1‖² grows exponentially in m."""
+@BOOK.claim("2")
+def claim_explosion(ms: Mapping) -> Judgement:
+    """The minimal kinetic energy ‖v_t‖² of that path explodes as t → 1, and ‖v_1‖² grows exponentially in m."""
     ms_ = [int(m) for m in ms["m"]]
     big, mid = str(max(ms_)), str(sorted(ms_)[-2])
     p_big, p_mid = ms["path"][big], ms["path"][mid]
@@ -134,36 +137,37 @@ def claim_explosion(ms: Mapping) -> Claim:
                             Measured("(m − ½)² e^m / 8", pm["asymptote_v1"]), tolerance=ASYMPTOTE_TOLERANCE,
                             decisive=False))
     quantities = [Measured(f"‖v_1‖² / ((m − ½)² e^m / 8) − 1 at m = {m}", v) for m, v in rel.items()]
-    return Claim(
-        "2", "The minimal kinetic energy ‖v_t‖² of that path explodes as t → 1, and ‖v_1‖² grows exponentially in m.",
+    return Judgement(
         f"The grid's ‖v_1‖² (Richardson, with its error estimate) equals the exact continuum value; at m = {big} "
         f"‖v_1‖² / ‖v_0‖² ≥ {EXPLOSION_RATIO:g}; the growth rate ln(‖v_1‖²(m = {big}) / ‖v_1‖²(m = {mid})) / "
         f"{int(big) - int(mid)} ≥ {GROWTH_RATE_MIN:g} (a polynomial m^k gives 0.034 k). Reported, not decisive: "
         f"agreement with the large-m asymptote (m − ½)² e^m / 8 to {ASYMPTOTE_TOLERANCE:g}.",
-        checks, quantities,
-        summary=f"‖v_1‖² = " + ", ".join(f"{ms['path'][str(m)]['ke1']['value']:.5g}" for m in ms_)
+        checks, quantities=quantities,
+        summary="‖v_1‖² = " + ", ".join(f"{ms['path'][str(m)]['ke1']['value']:.5g}" for m in ms_)
                 + f" for m = {', '.join(map(str, ms_))}; growth rate {rate:.3f} per unit m; the asymptote "
                   "(m − ½)² e^m / 8 is off by " + ", ".join(f"{abs(v):.1e}" for v in rel.values()) + " (relative)")
 
 
-def claim_valley(ms: Mapping) -> Claim:
-    """Claim 3: |v_1| is largest in the valley x = m/2 (for separated modes, m ≥ 5)."""
+@BOOK.claim("3")
+def claim_valley(ms: Mapping) -> Judgement:
+    """The velocity v_1(x) is largest in the empty valley between the modes, where the mass is pushed through
+    (for separated modes)."""
     checks = []
     for m in ms["m"]:
         p = ms["path"][str(m)]
         checks.append(Check(f"m = {m}", Measured("distance of argmax |v_1| from m/2", abs(p["argmax_v1"] - m / 2)),
                             "<=", 2 * p["h_profile"], decisive=m >= 5))
     where = ", ".join(f"x = {ms['path'][str(m)]['argmax_v1']:.4g} (m = {m})" for m in ms["m"])
-    return Claim(
-        "3", "The velocity v_1(x) is largest in the empty valley between the modes, where the mass is pushed through "
-             "(for separated modes).",
+    return Judgement(
         "For m ≥ 5 the grid's |v_1(x)| (h = 0.0125) is largest within two cells of x = m/2 (m = 1, whose modes "
         "overlap, is reported but not decisive).",
         checks, summary=f"largest |v_1| at {where}")
 
 
-def claim_gradient_flow(ms: Mapping) -> Claim:
-    """Claim 4: the gradient-flow interpolation's action is bounded by KL(rho_1 | N(0, 1))."""
+@BOOK.claim("4")
+def claim_gradient_flow(ms: Mapping) -> Judgement:
+    """The gradient-flow (Fokker–Planck) interpolation has a well-behaved velocity: its action ∫‖v_t‖² dt =
+    KL(rho_1 | N(0,1)) − KL(rho_T | N(0,1)) is bounded by KL(rho_1 | N(0,1))."""
     checks = []
     for m in ms["m"]:
         f = ms["fp"][str(m)]
@@ -180,9 +184,7 @@ def claim_gradient_flow(ms: Mapping) -> Claim:
             zip(ms["fp"][str(m)]["action"]["h"], ms["fp"][str(m)]["action"]["values"]) if v > ms["fp"][str(m)]["exact_kl"]]
     mm = str(max(ms["m"]))
     f = ms["fp"][mm]
-    return Claim(
-        "4", "The gradient-flow (Fokker–Planck) interpolation has a well-behaved velocity: its action "
-             "∫‖v_t‖² dt = KL(rho_1 | N(0,1)) − KL(rho_T | N(0,1)) is bounded by KL(rho_1 | N(0,1)).",
+    return Judgement(
         "For every m the extrapolated action (with its error estimate) is ≤ the exact KL(rho_1 | N(0,1)) and equals "
         "the grid's KL decrease; the same inequality on each grid of the refinement is reported, not decisive "
         "(the grid action converges from above on some grids).",
@@ -194,8 +196,10 @@ def claim_gradient_flow(ms: Mapping) -> Claim:
                                              if over else "below the bound on every grid"))
 
 
-def claim_mixtures(ms: Mapping) -> Claim:
-    """Claim 5: mass crossing a barrier explodes, a symmetric split does not."""
+@BOOK.claim("5")
+def claim_mixtures(ms: Mapping) -> Judgement:
+    """Teleportation is caused by mass that must cross a low-density barrier: a mixture whose weights change
+    along the path explodes, a symmetric one does not."""
     checks = []
     cross, sym = ms["mixtures"]["crossing"], ms["mixtures"]["symmetric"]
     for a in sorted(cross, key=float):
@@ -205,9 +209,7 @@ def claim_mixtures(ms: Mapping) -> Claim:
         checks.append(Check(f"a = {a}", _q("symmetric ‖v_1‖²", s), "~", Measured("a²", float(a) ** 2),
                             tolerance=SYMMETRIC_TOLERANCE, decisive=float(a) >= 4))
     big = max(cross, key=float)
-    return Claim(
-        "5", "Teleportation is caused by mass that must cross a low-density barrier: a mixture whose weights change "
-             "along the path explodes, a symmetric one does not.",
+    return Judgement(
         f"For separated modes (a ≥ 6) the crossing mixture's ‖v_1‖² is ≥ {CROSSING_RATIO:g} times the symmetric "
         f"one's, and the symmetric one's is a² (modes moving apart at speed a) to {SYMMETRIC_TOLERANCE:g} for a ≥ 4; "
         "smaller a reported, not decisive.",
@@ -216,8 +218,10 @@ def claim_mixtures(ms: Mapping) -> Claim:
                 f"{sym[big]['ke1']['value']:.5g} (0.5/0.5)")
 
 
-def claim_2d(ms: Mapping) -> Claim:
-    """Claim 6: the same contrast in 2D (and the FP flow keeps mixtures mixtures)."""
+@BOOK.claim("6")
+def claim_2d(ms: Mapping) -> Judgement:
+    """The same contrast in 2D: the linear path from N(0, I) to a four-mode mixture explodes, the Fokker–Planck
+    flow from the mixture (which stays a Gaussian mixture) does not."""
     checks = []
     hs = list(ms["two_d"])
     for h in hs:
@@ -230,9 +234,7 @@ def claim_2d(ms: Mapping) -> Claim:
                         Measured("KL(target | N(0, I)) (grid)", fine["fp_kl0"])))
     checks.append(Check(f"h = {hs[-1]}", Measured("max L1 distance to the Gaussian-mixture closed form",
                                                   fine["l1_max"]), "<=", ms["l1_tolerance"]))
-    return Claim(
-        "6", "The same contrast in 2D: the linear path from N(0, I) to a four-mode mixture explodes, the "
-             "Fokker–Planck flow from the mixture (which stays a Gaussian mixture) does not.",
+    return Judgement(
         "On both grids the linear path's ‖v_1‖² / ‖v_0‖² ≥ 1000; on the finer grid the FP action (error bar: its "
         f"change between the grids) is ≤ KL(target | N(0, I)), and the grid agrees with the closed form to L1 ≤ "
         f"{ms['l1_tolerance']:g}.",
@@ -241,14 +243,13 @@ def claim_2d(ms: Mapping) -> Claim:
                 f"{fine['fp_action']:.4g} ≤ KL {fine['fp_kl0']:.4g}; closed-form L1 ≤ {fine['l1_max']:.1e}")
 
 
-BUILDERS = {"1": claim_teleport, "2": claim_explosion, "3": claim_valley, "4": claim_gradient_flow,
-            "5": claim_mixtures, "6": claim_2d}
+BUILDERS = BOOK.builders
 """Claim id -> the function that builds it from the measured numbers."""
 
 
 def build(ms: Mapping) -> list[Claim]:
     """Every claim record of the reproduction, judged on the measured numbers ``ms``."""
-    return [fn(ms) for fn in BUILDERS.values()]
+    return BOOK.build(ms)
 
 
 def judge(tp: dict, prof: dict, fp: dict, mix: dict, d2: dict) -> dict:

@@ -164,22 +164,17 @@ def make_figures(out_dir: Path, tp: dict, prof: dict, fp: dict, mix: dict, d2: d
     for ax in axes[:, :5].ravel():
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-    axk = axes[0, 5]
-    for hh, ls in zip(H_2D, (":", "-")):
-        axk.semilogy(d2["path"][str(hh)]["t"], d2["path"][str(hh)]["ke"], ls, color="C3",
-                     label=f"linear path, h = {hh:g}")
-    axk.set_xlabel("t")
-    axk.set_ylabel(r"$\|v_t\|^2$")
-    axk.set_title("linear path")
-    axk.legend(fontsize=7)
-    axf = axes[1, 5]
-    for hh, ls in zip(H_2D, (":", "-")):
-        axf.semilogy(d2["fp"][str(hh)]["t"], d2["fp"][str(hh)]["ke"], ls, color="C0",
-                     label=f"Fokker–Planck, h = {hh:g}")
-    axf.set_xlabel("t")
-    axf.set_ylabel(r"$\|v_t\|^2 = I(\rho_t\,|\,N(0,I))$")
-    axf.set_title("gradient-flow interpolation")
-    axf.legend(fontsize=7)
+    # last column: the kinetic energy of each row's interpolation, both resolutions
+    for ax, (key, color, label, ylabel, title) in zip(axes[:, 5], (
+            ("path", "C3", "linear path", r"$\|v_t\|^2$", "linear path"),
+            ("fp", "C0", "Fokker–Planck", r"$\|v_t\|^2 = I(\rho_t\,|\,N(0,I))$", "gradient-flow interpolation"))):
+        for hh, ls in zip(H_2D, (":", "-")):
+            run = d2[key][str(hh)]
+            ax.semilogy(run["t"], run["ke"], ls, color=color, label=f"{label}, h = {hh:g}")
+        ax.set_xlabel("t")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
     fig.suptitle("2D: N(0, I) ↔ four-mode mixture (weights 0.1, 0.2, 0.3, 0.4 at (3,3), (-3,3), (-3,-3), (3,-3))")
     fig.tight_layout()
     save(fig, "fig6-2d")

@@ -25,9 +25,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gridflow.reproduce.claims import Check, Claim, Measured
+from gridflow.reproduce.claims import Check, Claim, ClaimBook, Judgement, Measured
 from gridflow.reproduce.crucinio_pathiraja.cases import FLOWS, GAUSS, KL_FLOOR, M_VALUES, SCHEDULES_B
 
+#: the paper's claims, each registered with its judging function below
+BOOK = ClaimBook()
 ROUNDOFF = 1e-12
 RATE_TOLERANCE = 1e-2
 #: a particle method "reaches" the threshold when at least this fraction of its seeds does
@@ -88,16 +90,16 @@ def _flow_label(r: Mapping) -> str:
     return ("tempered " if r["tempered"] else "") + r["flow"]
 
 
-def claim_fr_never_faster(ms: Mapping) -> Claim:
-    """Claim 1: tempered FR KL >= plain FR KL at every saved time of every run."""
+@BOOK.claim("1")
+def claim_fr_never_faster(ms: Mapping) -> Judgement:
+    """Tempering never speeds up the Fisher–Rao flow: with reference pi_0 = mu_0, KL(rho_t^tempered || pi) >=
+    KL(rho_t^plain || pi) at every t, for every schedule."""
     checks = [Check(f"({g['part']}) {g['config']}", Measured("min over saved times of (KL_tempered − KL_plain) / "
                                                              "max(1, KL_plain)", g["min_scaled_gap"]),
                     ">=", -ROUNDOFF) for g in ms["fr_gap"]]
     n_times = sum(g["times"] for g in ms["fr_gap"])
     smallest = min((g["min_gap"] for g in ms["fr_gap"]), default=math.nan)
-    return Claim(
-        "1", "Tempering never speeds up the Fisher–Rao flow: with reference pi_0 = mu_0, KL(rho_t^tempered || pi) "
-             ">= KL(rho_t^plain || pi) at every t, for every schedule.",
+    return Judgement(
         f"In every tempered-FR run (parts a–d, every schedule, both resolutions) the difference, divided by "
         f"max(1, KL), is ≥ −{ROUNDOFF:g} (round-off) at every saved time common to the tempered and the plain run.",
         checks,
@@ -105,8 +107,9 @@ def claim_fr_never_faster(ms: Mapping) -> Claim:
                 f"{smallest:.1e}")
 
 
-def claim_exponential(ms: Mapping) -> Claim:
-    """Claim 2: the (tempered) flows converge exponentially; rates against the exact ODE and the asymptote."""
+@BOOK.claim("2")
+def claim_exponential(ms: Mapping) -> Judgement:
+    """The tempered W and FR flows converge exponentially (continuous time)."""
     checks, quantities, rels = [], [], []
     for r in ms["rates"]:
         setting = f"{_flow_label(r)}, pi = {r['target']}"
@@ -120,13 +123,12 @@ def claim_exponential(ms: Mapping) -> Claim:
         rels.append(rel)
         quantities.append(Measured(f"{setting}: grid rate / asymptotic rate − 1", rel))
     dev_exact = max(abs(r["grid"] / r["exact"] - 1.0) for r in ms["rates"])
-    return Claim(
-        "2", "The tempered W and FR flows converge exponentially (continuous time).",
+    return Judgement(
         f"Over the window where KL has fallen 100-fold from its value once lambda = 1 (and is above 1e-9), the grid's "
         f"fitted decay rate is positive and equals the rate fitted to the exact Gaussian moment ODE over the same "
         f"window to {RATE_TOLERANCE:g} relative. Reported, not decisive: agreement with the asymptotic rate "
         f"2 min(a/C_pi + b, 2a/C_pi + b) to {RATE_TOLERANCE:g}.",
-        checks, quantities,
+        checks, quantities=quantities,
         summary=f"grid rates equal the exact-ODE rates over the same windows to {dev_exact:.1e} (relative); they differ "
                 f"from the asymptotic rates by {min(abs(x) for x in rels):.1%} to {max(abs(x) for x in rels):.1%} "
                 "(the windows are pre-asymptotic)")
@@ -137,8 +139,10 @@ def _time(name: str, t, t2, extra: float) -> Measured:
     return Measured(name, t if t2 is None else float(t2), _spread(t, None if t2 is None else float(t2)) + extra)
 
 
-def claim_no_speedup(ms: Mapping) -> Claim:
-    """Claim 3: no tempered run (1D, 2D) reaches MMD^2 < 0.01 before the plain flow."""
+@BOOK.claim("3")
+def claim_no_speedup(ms: Mapping) -> Judgement:
+    """Geometric tempering (linear, exponential, 1 − 1/(2 + t/0.3)) does not speed up convergence to the bimodal
+    target ½N(0,1) + ½N(m,1), m = 1…10, for W, WFR and FR (1D and 2D)."""
     ie = ms["interpolation_error"]
     checks = []
     for part, rows in (("1D", ms["times_b"]), ("2D", ms["times_d"])):
@@ -150,9 +154,7 @@ def claim_no_speedup(ms: Mapping) -> Claim:
             checks.append(Check(f"{part} m = {r['m']}, {r['flow']}, {r['schedule']}",
                                 _time("time to MMD² < 0.01, tempered", r["t_h"], r["t_h2"], ie), ">=",
                                 _time("time to MMD² < 0.01, plain", pl["t_h"], pl["t_h2"], ie)))
-    return Claim(
-        "3", "Geometric tempering (linear, exponential, 1 − 1/(2 + t/0.3)) does not speed up convergence to the bimodal "
-             "target ½N(0,1) + ½N(m,1), m = 1…10, for W, WFR and FR (1D and 2D).",
+    return Judgement(
         "For every m, flow and schedule the tempered run's time to MMD² < 0.01 is ≥ the plain run's, within error "
         "bars (difference between the two resolutions plus the interpolation error between saved frames; "
         "'not reached by t = 60' is infinite).",
@@ -160,14 +162,14 @@ def claim_no_speedup(ms: Mapping) -> Claim:
         summary=f"{len(checks)} tempered runs compared with the plain flow of the same kind")
 
 
-def claim_adaptive(ms: Mapping) -> Claim:
-    """Claim 4: adaptive schedules give no speed-up (m = 4)."""
+@BOOK.claim("4")
+def claim_adaptive(ms: Mapping) -> Judgement:
+    """Adaptive schedules (ess, constant rate, gradient flow) give no speed-up (bimodal target, m = 4)."""
     ie = ms["interpolation_error"]
     checks = [Check(f"{r['flow']}, {r['rule']}, Var under {r['variance']}",
                     _time("time to MMD² < 0.01, adaptive", r["t_h"], r["t_h2"], ie), ">=",
                     Measured("time to MMD² < 0.01, plain", float(r["plain"]), ie)) for r in ms["adaptive"]]
-    return Claim(
-        "4", "Adaptive schedules (ess, constant rate, gradient flow) give no speed-up (bimodal target, m = 4).",
+    return Judgement(
         "Every adaptive run reaches MMD² < 0.01 no earlier than the plain flow of the same kind, within error bars.",
         checks,
         summary=f"{len(checks)} adaptive runs; lambda(t) of the FR-driven rules matches an independent ODE oracle to "
@@ -180,8 +182,10 @@ def _half_unit(value: float, digits: int) -> float:
     return 0.5 * 10.0 ** (math.floor(math.log10(abs(value))) - digits + 1)
 
 
-def claim_gaussian_kl(ms: Mapping) -> Claim:
-    """Claim 5: the six flows' KL for two Gaussian targets equal the exact moment-ODE values."""
+@BOOK.claim("5")
+def claim_gaussian_kl(ms: Mapping) -> Judgement:
+    """The KL of the six flows (W, FR, WFR; plain and tempered) from N(0,1) to N(1,5) and to N(20,0.1)
+    (densities spanning e^-2000) is that of the exact Gaussian moment ODE."""
     checks = []
     floor = ms["kl_floor"]
     for r in ms["kl_table"]:
@@ -200,28 +204,27 @@ def claim_gaussian_kl(ms: Mapping) -> Claim:
         checks.append(Check(f"reference table: {_flow_label(r)}, t = {r['t']:g}",
                             Measured("|KL (grid, finer) − table entry|", abs(r["grid"] - r["table"])), "<=",
                             Measured("one unit of the entry's last digit", r["unit"]), decisive=False))
-    return Claim(
-        "5", "The KL of the six flows (W, FR, WFR; plain and tempered) from N(0,1) to N(1,5) and to N(20,0.1) "
-             "(densities spanning e^-2000) is that of the exact Gaussian moment ODE.",
+    return Judgement(
         "Each KL printed in the report (finer grid; error bar: difference from the coarser grid) equals the exact "
         "moment-ODE value to half a unit in its last printed digit (below the KL floor: the exact value is below it). "
         "Reported, not decisive: agreement with the reference table to one unit of its last digit.",
-        checks, summary=f"{len(ms['kl_table'])} KL values compared with the exact moment ODE; "
+        checks,
+        summary=f"{len(ms['kl_table'])} KL values compared with the exact moment ODE; "
                 f"{sum(1 for k in checks if not k.decisive and k.holds)} of {len(ms['reference'])} reference-table "
                 "entries agree with the grid")
 
 
-def claim_particles(ms: Mapping) -> Claim:
-    """Our check (not the paper's claim): FR particles reach the threshold when the exact FR flow does."""
+@BOOK.claim("P")
+def claim_particles(ms: Mapping) -> Judgement:
+    """(Our check, not a claim of the paper.) Importance-weighted FR particles (N = 1000 draws from N(0,1), 5
+    seeds) reach MMD² < 0.01 by t = 60 whenever the exact FR flow does."""
     checks = []
     for r in ms["particles"]:
         if math.isfinite(float(r["pde_t"])):
             checks.append(Check(f"m = {r['m']}", Measured("fraction of seeds reaching MMD² < 0.01 by t = 60",
                                                           r["reached"] / r["runs"]), ">=", PARTICLE_MAJORITY))
     never = [r["m"] for r in ms["particles"] if r["reached"] == 0]
-    return Claim(
-        "P", "(Our check, not a claim of the paper.) Importance-weighted FR particles (N = 1000 draws from N(0,1), "
-             "5 seeds) reach MMD² < 0.01 by t = 60 whenever the exact FR flow does.",
+    return Judgement(
         f"For every m at which the exact plain FR flow reaches MMD² < 0.01, at least {PARTICLE_MAJORITY:.0%} of the "
         "particle seeds do.",
         checks,
@@ -229,14 +232,13 @@ def claim_particles(ms: Mapping) -> Claim:
                 + "while the exact FR flow does for every m: a limitation of the particles, not of the flow")
 
 
-BUILDERS = {"1": claim_fr_never_faster, "2": claim_exponential, "3": claim_no_speedup, "4": claim_adaptive,
-            "5": claim_gaussian_kl, "P": claim_particles}
+BUILDERS = BOOK.builders
 """Claim id -> the function that builds it from the measured numbers."""
 
 
 def build(ms: Mapping) -> list[Claim]:
     """Every claim record of the reproduction, judged on the measured numbers ``ms``."""
-    return [fn(ms) for fn in BUILDERS.values()]
+    return BOOK.build(ms)
 
 
 def judge(a: dict, b: dict, c: dict, d: dict, p: dict) -> tuple[dict, list[Claim]]:
