@@ -105,13 +105,12 @@ def claim_teleport(ms: Mapping) -> Judgement:
             ex = pm["mass_right_exact"][t]
             checks.append(Check(f"m = {m}, t = {t}", Measured("grid mass beyond the valley", v), "~",
                                 Measured("exact mass", ex), tolerance=MASS_TOLERANCE))
-    return Judgement(
-        f"m = {mm}: the mass beyond the valley is ≤ {NEGLIGIBLE:g} at t = 0.5 and reaches its exact value at t = 1, "
-        f"while the density in the valley stays ≤ {NEGLIGIBLE:g}; the grid's masses agree with the exact masses to "
-        f"{MASS_TOLERANCE:g} relative (all m, t).",
-        checks,
-        summary=f"m = {mm}: mass beyond the valley {p['mass_right']['0.5']:.2g} at t = 0.5, "
-                f"{p['mass_right']['1']:.3g} at t = 1; valley density at t = 1: {p['valley_density_t1']:.2g}")
+    criterion = (f"m = {mm}: the mass beyond the valley is ≤ {NEGLIGIBLE:g} at t = 0.5 and reaches its exact value "
+                 f"at t = 1, while the density in the valley stays ≤ {NEGLIGIBLE:g}; the grid's masses agree with the "
+                 f"exact masses to {MASS_TOLERANCE:g} relative (all m, t).")
+    summary = (f"m = {mm}: mass beyond the valley {p['mass_right']['0.5']:.2g} at t = 0.5, "
+               f"{p['mass_right']['1']:.3g} at t = 1; valley density at t = 1: {p['valley_density_t1']:.2g}")
+    return Judgement(criterion, checks, summary=summary)
 
 
 @BOOK.claim("2")
