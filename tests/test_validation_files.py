@@ -113,3 +113,23 @@ def test_ensemble_pattern_errors(tmp_path, reference):
         save_samples(tmp_path / f"y_N200_h0.1_{r}.npz", x)
     with pytest.raises(InputError, match="name says N = 200"):
         validate_ensembles(case, str(tmp_path / "y_N{N}_h{step}_*.npz"))
+
+
+def test_python_api_and_the_replicate_test_of_run_study(tmp_path, reference):
+    """gridflow.validate(case, ensembles=PATTERN) is validate_ensembles; a sampler study carries the
+    replicate test per row (3 replicates: F(1, 2), one interior bin edge), None with a note below 3."""
+    import gridflow
+    from gridflow.analysis.validation import run_study
+
+    case, grid, density = reference
+    rng = np.random.default_rng(3)
+    for r in range(3):
+        save_samples(tmp_path / f"e_N300_h0.1_r{r}.npz", sample_grid_density(grid, density, 300, rng=rng))
+    study = gridflow.validate(case, ensembles=str(tmp_path / "e_N{N}_h{step}_r{rep}.npz"))
+    assert study["ensembles"]["files"] == 3 and study["rows"][0]["replicate_test"]["df"] == [1, 2]
+    with pytest.raises(InputError, match="either a sampler"):
+        gridflow.validate(case)
+    three = run_study(case, sampler="ula", particles=[200], steps=[0.1], replicates=3)
+    assert 0.0 <= three["rows"][0]["replicate_test"]["p_value"] <= 1.0
+    two = run_study(case, sampler="ula", particles=[200], steps=[0.1], replicates=2)
+    assert two["rows"][0]["replicate_test"]["p_value"] is None and "at least 3" in two["rows"][0]["replicate_test"]["note"]

@@ -528,19 +528,30 @@ def verdict(study: Mapping, *, min_order: float = MIN_ORDER, min_rate: float = M
     return out
 
 
-def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable,
+def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable | None = None,
              particles: Sequence[int] = (1000, 4000, 16000), steps: Sequence[float] = (0.02, 0.01, 0.005),
-             replicates: int = 20, overrides: Sequence[str] = (), **kwargs: Any) -> dict:
+             replicates: int = 20, overrides: Sequence[str] = (), ensembles: str | os.PathLike | None = None,
+             **kwargs: Any) -> dict:
     """A validation study of ``sampler`` on ``case`` (a resolved case, or the path of a case file).
 
     ``sampler``: a built-in name, a function ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)``
     (see :class:`gridflow.particles.samplers.Target` for ``target``) or ``"FILE.py:NAME"``.  Further keyword
     arguments go to :func:`run_study` (``time``, ``seed``, ``metrics``, ``options``, ``reference``,
-    ``confidence``, ``progress``).  Returns the study dict; ``study["verdict"]["flagged"]`` says
-    whether the sampler's excess over the iid floor fails to shrink with N or h (:func:`verdict`).
+    ``confidence``, ``progress``).  Instead of a sampler, ``ensembles`` names files made elsewhere by a
+    pattern with the fields {N}, {step}, {rep} (:func:`gridflow.analysis.ensemble_files.validate_ensembles`;
+    ``particles``, ``steps`` and ``replicates`` then come from the files).  Returns the study dict;
+    ``study["verdict"]["flagged"]`` says whether the sampler's excess over the iid floor fails to shrink
+    with N or h (:func:`verdict`).
     """
+    if (sampler is None) == (ensembles is None):
+        raise InputError("Give either a sampler (sampler=NAME, a function or 'FILE.py:NAME') or ensemble files "
+                         "(ensembles='runs/x_N{N}_h{step}_r{rep}.npz'), not both or neither.")
     if not isinstance(case, Mapping):
         from gridflow.io.case import load_case
 
         case = load_case(case, overrides=list(overrides))
+    if ensembles is not None:
+        from gridflow.analysis.ensemble_files import validate_ensembles
+
+        return validate_ensembles(case, ensembles, **kwargs)
     return run_study(case, sampler=sampler, particles=particles, steps=steps, replicates=replicates, **kwargs)
