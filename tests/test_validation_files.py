@@ -9,12 +9,14 @@ import json
 import numpy as np
 import pytest
 
+from gridflow.analysis.distances import wasserstein_1d
 from gridflow.analysis.ensemble_files import find_ensembles, validate_ensembles
 from gridflow.analysis.validation import grid_reference
 from gridflow.cli.validate import add_parser, command
 from gridflow.errors import InputError
 from gridflow.io.case import parse_case
-from gridflow.particles.grid_sampling import sample_grid_density, save_samples
+from gridflow.particles.grid_sampling import cell_masses, sample_grid_density, save_samples
+from gridflow.particles.samplers import run_sampler
 
 CASE = {"name": "files", "grid": {"lower": [-6.0], "upper": [7.0], "cells": [520]},
         "target": {"kind": "gaussian", "mean": [1.0], "cov": [[0.5]]},
@@ -133,3 +135,22 @@ def test_python_api_and_the_replicate_test_of_run_study(tmp_path, reference):
     assert 0.0 <= three["rows"][0]["replicate_test"]["p_value"] <= 1.0
     two = run_study(case, sampler="ula", particles=[200], steps=[0.1], replicates=2)
     assert two["rows"][0]["replicate_test"]["p_value"] is None and "at least 3" in two["rows"][0]["replicate_test"]["note"]
+
+
+def test_gridflow_particle_files_as_ensembles(tmp_path, reference):
+    """Particle files written by run_sampler (positions, log_weights; the sampler's step as an attribute):
+    the step comes from the attribute, N from the particle count, the frame at the study's time; the
+    result is the built-in study's (same distances of the same ensembles)."""
+    case, grid, density = reference
+    for h in (0.1, 0.05):
+        for r in range(3):
+            run_sampler(case, sampler="ula", particles=300, step=h, seed=r, times=[0.5, 1.0],
+                        output=tmp_path / f"ula_{h}_{r}.h5")
+    study = validate_ensembles(case, str(tmp_path / "ula_*_{rep}.h5"), metrics="w2")
+    assert study["steps"] == [0.1, 0.05] and study["particles"] == [300]
+    for row in study["rows"]:
+        w2 = []
+        for r in range(3):
+            (f,) = run_sampler(case, sampler="ula", particles=300, step=row["step"], seed=r, times=[0.5, 1.0])[1:]
+            w2.append(wasserstein_1d(f.positions[:, 0], grid.edges[0], cell_masses(grid, density))[1])
+        assert row["raw"]["w2"] == pytest.approx(w2, rel=1e-12)
