@@ -81,11 +81,12 @@ def open_trajectory(path, *, as_xarray=False):
     return _open(path, as_xarray=as_xarray)
 
 
-def validate(case, *, sampler, **kwargs) -> dict:
-    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"); see :func:`gridflow.analysis.validation.validate`."""
+def validate(case, *, sampler=None, ensembles=None, **kwargs) -> dict:
+    """Validation study of a sampler (built-in name, function or "FILE.py:NAME"), or of the ensemble files
+    matching ``ensembles`` (a pattern with {N}, {step}, {rep}); see :func:`gridflow.analysis.validation.validate`."""
     from gridflow.analysis.validation import validate as _validate
 
-    return _validate(case, sampler=sampler, **kwargs)
+    return _validate(case, sampler=sampler, ensembles=ensembles, **kwargs)
 
 
 def _trajectory(trajectory):

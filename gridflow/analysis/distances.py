@@ -125,6 +125,23 @@ class SlicedReference:
             t[-1] = max(t[-1], hi)
             build = self._lattice_cdf if exact else self._deposited_cdf
             self.lattices.append((t, build(t, lo, delta, c, m, a, b)))
+        self._integrals = [self._quantile_integrals(t, P) for t, P in self.lattices]
+
+    @staticmethod
+    def _quantile_integrals(t: np.ndarray, P: np.ndarray) -> tuple:
+        """The projected law's mean ``m`` and the coefficients of H(u) = ∫_0^u (G^-1(v) - m) dv, which
+        is quadratic between the CDF knots P_k (the quantile G^-1 is linear there):
+        H(P_k + d) = H_k + d (s_k + c_k d), s_k = t_k - m, c_k = (t_k+1 - t_k) / (2 (P_k+1 - P_k));
+        and ``Q = ∫_0^1 (G^-1 - m)^2``.  Exact sums over the pieces; a piece of CDF span <= 1e-300
+        gets c_k = 0 (its quadratic term is below width * span)."""
+        span, width = np.diff(P), np.diff(t)
+        m = float(np.sum(span * (t[:-1] + 0.5 * width)))
+        s = t[:-1] - m
+        H = np.concatenate([[0.0], np.cumsum(span * (s + 0.5 * width))])[:-1]
+        Q = float(np.sum(span * (s * s + s * width + width * width / 3.0)))
+        big = span > 1e-300
+        c = np.divide(width, 2.0 * span, out=np.zeros_like(span), where=big)
+        return m, H, s, c, Q
 
     @staticmethod
     def _trapezoid_cdf(u, a, b):
@@ -140,11 +157,11 @@ class SlicedReference:
         cumulative deposit convolved with the lattice increments of ``T`` (a short kernel)."""
         size = t.size
         half = 0.5 * (a + b)
-        pos = (c - lo) / delta
-        left = np.clip(np.floor(pos).astype(np.int64), 0, size - 1)
-        frac = np.clip(pos - left, 0.0, 1.0)
-        D = np.bincount(left, weights=m * (1.0 - frac), minlength=size + 1)
-        D += np.bincount(left + 1, weights=m * frac, minlength=size + 1)
+        pos = (c - lo) / delta                        # >= half / delta > 0 and < size - 1 (lo, t[-1] >= hi)
+        left = np.minimum(pos.astype(np.int64), size - 1)   # truncation = floor for pos >= 0
+        mf = m * (pos - left)                          # mass moved to the right neighbour
+        D = np.bincount(left, weights=m - mf, minlength=size + 1)
+        D[1:] += np.bincount(left, weights=mf, minlength=size)[:size]
         R = int(math.ceil(half / delta)) + 1
         K = cls._trapezoid_cdf(np.arange(-R - 1, R + 1) * delta + half, a, b)      # T(r delta), r = -R-1..R
         dK = np.diff(K)                                                            # r = -R..R
@@ -182,19 +199,37 @@ class SlicedReference:
         return P / P[-1]
 
     def w2_squared(self, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-        """Per-direction exact W2^2 between the projected ensemble and the projected lattice law."""
+        """Per-direction exact W2^2 between the projected ensemble and the projected lattice law.
+
+        With y_i the sorted projections minus the law's mean m and (W_{i-1}, W_i] their quantile
+        pieces, W2^2 = sum_i [(W_i - W_{i-1}) y_i^2 - 2 y_i (H(W_i) - H(W_{i-1}))] + Q(1), where
+        H(u) = ∫_0^u (G^-1 - m) and Q(u) = ∫_0^u (G^-1 - m)^2 are exact quadratics / cubics in u
+        between the law's CDF knots (:meth:`_quantile_integrals`); O(N log lattice) per direction.
+        """
         proj = self.units[:, :1] * x[:, 0] + self.units[:, 1:] * x[:, 1]     # (directions, N), no BLAS threads
         out = np.empty(len(self.lattices))
         if w is None:
-            W = cumulative_weights(None, x.shape[0])
             proj.sort(axis=1)
-            for l, (t, P) in enumerate(self.lattices):
-                out[l] = quantile_distances(proj[l], W, t, P)[1]
+            W = cumulative_weights(None, x.shape[0])
+            for l, ((t, P), ints) in enumerate(zip(self.lattices, self._integrals)):
+                out[l] = self._piecewise_w2(proj[l], W, P, ints)
         else:
-            for l, (t, P) in enumerate(self.lattices):
-                order = np.argsort(proj[l], kind="stable")
-                out[l] = quantile_distances(proj[l, order], cumulative_weights(w[order], w.size), t, P)[1]
+            order = np.argsort(proj, axis=1, kind="stable")
+            for l, ((t, P), ints) in enumerate(zip(self.lattices, self._integrals)):
+                out[l] = self._piecewise_w2(proj[l, order[l]], cumulative_weights(w[order[l]], w.size), P, ints)
         return out
+
+    @staticmethod
+    def _piecewise_w2(xs: np.ndarray, W: np.ndarray, P: np.ndarray, ints: tuple) -> float:
+        """W2^2 between sorted atoms ``xs`` with cumulative weights ``W`` and the law with CDF knots ``P``
+        (rounding error about N eps Var / W2^2 relative: 1e-10 for 2e4 exact draws)."""
+        m, H, s, c, Q = ints
+        k = np.minimum(np.searchsorted(P, W, side="right") - 1, H.size - 1)   # P_k <= W < P_k+1
+        d = W - P[k]
+        HW = H[k] + d * (s[k] + c[k] * d)
+        y = xs - m
+        value = float(np.sum(np.diff(W) * (y * y) - 2.0 * y * np.diff(HW)) + Q)   # no BLAS (threads)
+        return max(value, 0.0)
 
 
 def merge_cells(grid: Grid, masses: np.ndarray, max_cells: int) -> tuple[list[np.ndarray], np.ndarray, tuple[int, ...]]:

@@ -45,7 +45,7 @@ from gridflow.errors import InputError
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
 
-__all__ = ["run_study", "validate", "verdict", "grid_reference", "fit_slope", "parse_list", "FAST_METRICS",
+__all__ = ["run_study", "analyse_ensembles", "check_study", "validate", "verdict", "grid_reference", "fit_slope", "parse_list", "FAST_METRICS",
            "SQUARED_METRICS"]
 
 #: distances computed without the full ``compare`` (cheap): per dimension
@@ -273,26 +273,10 @@ def _ensembles(model, name: str, options: Mapping, n: int, step: float, replicat
     return out, ess
 
 
-def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int], steps: Sequence[float], replicates: int,
-              time: float | None = None, seed: int = 0, metrics: Sequence[str] | str | None = None,
-              options: Mapping[str, Any] | None = None, reference: str | os.PathLike | None = None,
-              confidence: float = 0.95, progress: Callable[[str], None] | None = None) -> dict:
-    """Run a validation study; return a JSON-serialisable dict (see the module docstring).
-
-    ``particles`` and ``steps`` are the values of N and h; every (N, h) pair gets ``replicates``
-    runs with seeds derived from ``seed``.  ``time`` defaults to the case's ``time.end``.
-    ``metrics``: names of distances (default :data:`FAST_METRICS` of the dimension; ``"all"``:
-    everything :func:`gridflow.analysis.metrics.compare` reports, also its p-value).  ``options`` go to the
-    sampler (e.g. ``{"moves": 10}``).  ``progress`` receives one line per finished configuration.
-
-    ``sampler`` is a built-in name (:data:`gridflow.particles.samplers.SAMPLERS`), a user sampler function
-    ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)`` or ``"FILE.py:NAME"``
-    (:class:`gridflow.particles.samplers.UserSampler`).  The result has a ``verdict`` (:func:`verdict`).
-    """
-    from gridflow.particles.model import ParticleModel
-    from gridflow.particles.samplers import make_sampler
-    from gridflow.particles.grid_sampling import sample_grid_density
-
+def check_study(case: Mapping, *, particles: Sequence[int], steps: Sequence[float], replicates: int,
+                metrics: Sequence[str] | str | None, confidence: float, time: float | None
+                ) -> tuple[list[int], list[float], list[str], float]:
+    """Checked ``(particles, steps, metrics, time)`` of a study of ``case`` (:class:`InputError` otherwise)."""
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 2:
         raise InputError(f"--replicates must be an integer >= 2 (intervals need a spread), got {replicates!r}.")
     particles = [int(n) for n in particles]
@@ -315,16 +299,72 @@ def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int
     t = float(case["time"]["end"] if time is None else time)
     if not (t > 0 and math.isfinite(t)):
         raise InputError(f"--time must be a positive time, got {time!r}.")
-    options = dict(options or {})
+    return particles, steps, list(metrics), t
 
+
+def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int], steps: Sequence[float], replicates: int,
+              time: float | None = None, seed: int = 0, metrics: Sequence[str] | str | None = None,
+              options: Mapping[str, Any] | None = None, reference: str | os.PathLike | None = None,
+              confidence: float = 0.95, progress: Callable[[str], None] | None = None) -> dict:
+    """Run a validation study; return a JSON-serialisable dict (see the module docstring).
+
+    ``particles`` and ``steps`` are the values of N and h; every (N, h) pair gets ``replicates``
+    runs with seeds derived from ``seed``.  ``time`` defaults to the case's ``time.end``.
+    ``metrics``: names of distances (default :data:`FAST_METRICS` of the dimension; ``"all"``:
+    everything :func:`gridflow.analysis.metrics.compare` reports, also its p-value).  ``options`` go to the
+    sampler (e.g. ``{"moves": 10}``).  ``progress`` receives one line per finished configuration.
+
+    ``sampler`` is a built-in name (:data:`gridflow.particles.samplers.SAMPLERS`), a user sampler function
+    ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)`` or ``"FILE.py:NAME"``
+    (:class:`gridflow.particles.samplers.UserSampler`).  The ensembles are made here and measured by
+    :func:`analyse_ensembles`.  The result has a ``verdict`` (:func:`verdict`).
+    """
+    from gridflow.particles.model import ParticleModel
+    from gridflow.particles.samplers import make_sampler
+
+    particles, steps, metrics, t = check_study(case, particles=particles, steps=steps, replicates=replicates,
+                                               metrics=metrics, confidence=confidence, time=time)
+    options = dict(options or {})
     model = ParticleModel.from_case(case)
     make_sampler(sampler, model, step=steps[0], **options)          # checks the sampler, flow and options early
     grid, density, info = grid_reference(case, t, reference=reference)
-    measure = _Measure(grid, density, metrics)
     root = np.random.SeedSequence(seed)
     floor_seeds, run_seeds = root.spawn(2)
-    floor_seeds = dict(zip(particles, floor_seeds.spawn(len(particles))))
     run_seeds = run_seeds.spawn(len(particles) * len(steps))
+
+    def produce():
+        for i, n in enumerate(particles):
+            for j, h in enumerate(steps):
+                t0 = _time.perf_counter()
+                seeds = run_seeds[i * len(steps) + j].spawn(replicates + 1)
+                ensembles, ess = _ensembles(model, sampler, options, n, h, replicates, t, seeds[:replicates])
+                yield n, h, ensembles, ess, _time.perf_counter() - t0, np.random.default_rng(seeds[replicates])
+
+    study = analyse_ensembles(grid, density, produce(), particles=particles, steps=steps, replicates=replicates,
+                              time=t, metrics=metrics, floor_seed=floor_seeds, confidence=confidence,
+                              progress=progress)
+    smp = make_sampler(sampler, model, step=steps[0], **options)
+    study = {"case": case.get("name", ""), "sampler": smp.name, "sampler_options": smp.options(), "flow": model.flow,
+             "seed": int(seed), "reference": info, **study, "exact_in_time": bool(smp.exact_in_time)}
+    study["verdict"] = verdict(study)
+    return study
+
+
+def analyse_ensembles(grid: Grid, density: np.ndarray, batches, *, particles: Sequence[int], steps: Sequence[float],
+                      replicates: int, time: float, metrics: Sequence[str], floor_seed: np.random.SeedSequence,
+                      confidence: float = 0.95, progress: Callable[[str], None] | None = None) -> dict:
+    """The analysis part of a study: the iid floor of each N (``replicates`` sets of N exact draws of
+    ``density``), then for each ``(n, h, ensembles, ess, seconds, rng)`` of ``batches`` (an iterable,
+    consumed after the floors) the distances of the ensembles (``(x, weights)`` pairs, independent
+    replicates), their excess over the floor and bias with intervals, the replicate test
+    (:func:`gridflow.analysis.replicates.compare_replicates`, with 3 or more ensembles) and finally
+    the slopes in h and N.  Returns the study's ``dim``, ``time``, ``replicates``, ``confidence``,
+    ``metrics``, ``particles``, ``steps``, ``floor``, ``rows`` and ``slopes``.
+    """
+    from gridflow.particles.grid_sampling import sample_grid_density
+
+    measure = _Measure(grid, density, metrics)
+    floor_seeds = dict(zip(particles, floor_seed.spawn(len(particles))))
     names = list(metrics) + (["p_value"] if measure.full else [])
 
     def summarise(values: dict[str, list[float]]) -> dict:
@@ -346,41 +386,60 @@ def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int
             progress(f"iid floor N={n}: {replicates} replicates in {_time.perf_counter() - t0:.1f} s")
 
     rows = []
-    for i, n in enumerate(particles):
-        for j, h in enumerate(steps):
-            t0 = _time.perf_counter()
-            seeds = run_seeds[i * len(steps) + j].spawn(replicates + 1)
-            ensembles, ess = _ensembles(model, sampler, options, n, h, replicates, t, seeds[:replicates])
-            elapsed = _time.perf_counter() - t0
-            raw: dict[str, list[float]] = {k: [] for k in names}
-            mrng = np.random.default_rng(seeds[replicates])
-            for x, w in ensembles:
-                for k, v in measure(x, w, mrng).items():
-                    raw[k].append(v)
-            row_metrics = {}
-            for k in metrics:
-                a, b = np.asarray(raw[k]), np.asarray(floor_raw[n][k])
-                entry = {**_mean_ci(a, confidence), "floor": floors[str(n)][k]["mean"],
-                         "excess": _difference(a, b, confidence)}
-                if k in SQUARED_METRICS:
-                    entry["bias"] = _sqrt_interval(_difference(a ** 2, b ** 2, confidence))
-                elif k in _UNBIASED_SQUARED:
-                    entry["bias"] = _sqrt_interval(entry["excess"])
-                row_metrics[k] = entry
-            row = {"particles": n, "step": h, "effective_step": t / max(1, math.ceil(t / h * (1 - 1e-12))),
-                   "seconds_per_replicate": elapsed / replicates, "ess": float(np.mean(ess)),
-                   "metrics": row_metrics, "raw": {k: list(map(float, v)) for k, v in raw.items()}}
-            if "p_value" in raw:
-                p = np.asarray(raw["p_value"], float)
-                row["p_value"] = {"median": float(np.median(p)), "rejected_at_1pct": float(np.mean(p < 0.01))}
-            rows.append(row)
-            if progress:
-                k0 = metrics[0]
-                e = row_metrics[k0]["excess"]
-                progress(f"N={n} h={h:g}: {elapsed:.1f} s, {k0} {row_metrics[k0]['mean']:.4g} "
-                         f"(floor {row_metrics[k0]['floor']:.4g}, excess {e['value']:.3g} "
-                         f"[{e['ci'][0]:.3g}, {e['ci'][1]:.3g}])")
+    for n, h, ensembles, ess, elapsed, mrng in batches:
+        raw = {k: [] for k in names}
+        for x, w in ensembles:
+            for k, v in measure(x, w, mrng).items():
+                raw[k].append(v)
+        row_metrics = {}
+        for k in metrics:
+            a, b = np.asarray(raw[k]), np.asarray(floor_raw[n][k])
+            entry = {**_mean_ci(a, confidence), "floor": floors[str(n)][k]["mean"],
+                     "excess": _difference(a, b, confidence)}
+            if k in SQUARED_METRICS:
+                entry["bias"] = _sqrt_interval(_difference(a ** 2, b ** 2, confidence))
+            elif k in _UNBIASED_SQUARED:
+                entry["bias"] = _sqrt_interval(entry["excess"])
+            row_metrics[k] = entry
+        row = {"particles": n, "step": h, "effective_step": time / max(1, math.ceil(time / h * (1 - 1e-12))),
+               "replicates": len(ensembles), "seconds_per_replicate": elapsed / max(1, len(ensembles)),
+               "ess": float(np.mean(ess)), "metrics": row_metrics,
+               "replicate_test": _replicate_test(grid, density, ensembles),
+               "raw": {k: list(map(float, v)) for k, v in raw.items()}}
+        if "p_value" in raw:
+            p = np.asarray(raw["p_value"], float)
+            row["p_value"] = {"median": float(np.median(p)), "rejected_at_1pct": float(np.mean(p < 0.01))}
+        rows.append(row)
+        if progress:
+            k0 = metrics[0]
+            e = row_metrics[k0]["excess"]
+            rt = row["replicate_test"]
+            progress(f"N={n} h={h:g}: {elapsed:.1f} s, {k0} {row_metrics[k0]['mean']:.4g} "
+                     f"(floor {row_metrics[k0]['floor']:.4g}, excess {e['value']:.3g} "
+                     f"[{e['ci'][0]:.3g}, {e['ci'][1]:.3g}])"
+                     + (f", replicate test p = {rt['p_value']:.3g}" if rt.get("p_value") is not None else ""))
+    rows.sort(key=lambda r: (particles.index(r["particles"]), steps.index(r["step"])))
+    return {"dim": grid.dim, "time": float(time), "replicates": int(replicates), "confidence": confidence,
+            "metrics": list(metrics), "particles": list(particles), "steps": list(steps), "floor": floors,
+            "rows": rows, "slopes": _slopes(rows, metrics, particles, steps, confidence)}
 
+
+def _replicate_test(grid: Grid, density: np.ndarray, ensembles: Sequence) -> dict:
+    """Hotelling's T^2 of the ensembles' equal-mass bin masses (:func:`compare_replicates`): ``p_value``,
+    ``statistic`` (F), ``df`` and ``bins`` per axis; ``p_value`` None with a ``note`` when there are too
+    few ensembles (3 in 1D, 4 in 2D)."""
+    from gridflow.analysis.replicates import compare_replicates
+
+    if len(ensembles) < 2 + grid.dim:
+        return {"p_value": None, "note": f"the replicate test needs at least {2 + grid.dim} replicates in "
+                                         f"{grid.dim}D ({len(ensembles)} given)"}
+    r = compare_replicates(grid, density, [(x, w) for x, w in ensembles])
+    return {"p_value": r["p_value"], "statistic": r["statistic"], "df": r["df"], "bins": len(r["bins"][0]["edges"]) + 1}
+
+
+def _slopes(rows: list[dict], metrics: Sequence[str], particles: Sequence[int], steps: Sequence[float],
+            confidence: float) -> dict:
+    """Fits of the bias (or excess) in h for each N and of the excess in N for each h (:func:`fit_slope`)."""
     slopes: dict[str, dict] = {"step": {}, "particles": {}}
     for k in metrics:
         key = "bias" if (k in SQUARED_METRICS or k in _UNBIASED_SQUARED) else "excess"
@@ -401,16 +460,7 @@ def run_study(case: Mapping, *, sampler: str | Callable, particles: Sequence[int
                                 [v["ci"][0] for v in q], confidence=confidence)
                 slopes["particles"][k]["fits"][repr(h)] = fit
 
-    smp = make_sampler(sampler, model, step=steps[0], **options)
-    study = {
-        "case": case.get("name", ""), "sampler": smp.name, "sampler_options": smp.options(),
-        "flow": model.flow, "dim": dim, "time": t, "replicates": int(replicates), "seed": int(seed),
-        "confidence": confidence, "metrics": list(metrics), "particles": particles, "steps": steps,
-        "reference": info, "floor": floors, "rows": rows, "slopes": slopes,
-        "exact_in_time": bool(smp.exact_in_time),
-    }
-    study["verdict"] = verdict(study)
-    return study
+    return slopes
 
 
 #: a consistent sampler's bias shrinks at least like h^MIN_ORDER (weak order >= 1/2) ...
@@ -478,19 +528,30 @@ def verdict(study: Mapping, *, min_order: float = MIN_ORDER, min_rate: float = M
     return out
 
 
-def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable,
+def validate(case: Mapping | str | os.PathLike, *, sampler: str | Callable | None = None,
              particles: Sequence[int] = (1000, 4000, 16000), steps: Sequence[float] = (0.02, 0.01, 0.005),
-             replicates: int = 20, overrides: Sequence[str] = (), **kwargs: Any) -> dict:
+             replicates: int = 20, overrides: Sequence[str] = (), ensembles: str | os.PathLike | None = None,
+             **kwargs: Any) -> dict:
     """A validation study of ``sampler`` on ``case`` (a resolved case, or the path of a case file).
 
     ``sampler``: a built-in name, a function ``fn(x, log_w, t, dt, rng, target) -> (x, log_w)``
     (see :class:`gridflow.particles.samplers.Target` for ``target``) or ``"FILE.py:NAME"``.  Further keyword
     arguments go to :func:`run_study` (``time``, ``seed``, ``metrics``, ``options``, ``reference``,
-    ``confidence``, ``progress``).  Returns the study dict; ``study["verdict"]["flagged"]`` says
-    whether the sampler's excess over the iid floor fails to shrink with N or h (:func:`verdict`).
+    ``confidence``, ``progress``).  Instead of a sampler, ``ensembles`` names files made elsewhere by a
+    pattern with the fields {N}, {step}, {rep} (:func:`gridflow.analysis.ensemble_files.validate_ensembles`;
+    ``particles``, ``steps`` and ``replicates`` then come from the files).  Returns the study dict;
+    ``study["verdict"]["flagged"]`` says whether the sampler's excess over the iid floor fails to shrink
+    with N or h (:func:`verdict`).
     """
+    if (sampler is None) == (ensembles is None):
+        raise InputError("Give either a sampler (sampler=NAME, a function or 'FILE.py:NAME') or ensemble files "
+                         "(ensembles='runs/x_N{N}_h{step}_r{rep}.npz'), not both or neither.")
     if not isinstance(case, Mapping):
         from gridflow.io.case import load_case
 
         case = load_case(case, overrides=list(overrides))
+    if ensembles is not None:
+        from gridflow.analysis.ensemble_files import validate_ensembles
+
+        return validate_ensembles(case, ensembles, **kwargs)
     return run_study(case, sampler=sampler, particles=particles, steps=steps, replicates=replicates, **kwargs)

@@ -40,6 +40,8 @@ def format_study(study: dict) -> str:
                 text += f"   {b['value']:.3g} [{b['ci'][0]:.3g}, {b['ci'][1]:.3g}]"
             if study["rows"][0].get("ess") is not None and r["ess"] < r["particles"]:
                 text += f"   ESS {r['ess']:.4g}"
+            if (r.get("replicate_test") or {}).get("p_value") is not None:
+                text += f"   replicate test p {r['replicate_test']['p_value']:.3g}"
             lines.append(text)
         fits = study["slopes"]["step"][k]["fits"]
         if fits:
@@ -50,6 +52,9 @@ def format_study(study: dict) -> str:
             lines.append("  slope of excess in N: " + "; ".join(f"h={h} {_fmt_fit(fit)}" for h, fit in fits.items()))
     lines.append("")
     lines.append("(n/a: fewer than two points whose interval excludes 0; increase N or --replicates)")
+    if any((r.get("replicate_test") or {}).get("p_value") is not None for r in study["rows"]):
+        lines.append("(replicate test p: Hotelling T^2 of the replicates' masses in equal-mass bins of rho_T, valid "
+                     "whatever the correlation within an ensemble; small p: the law differs from rho_T)")
     v = study.get("verdict")
     if v:
         lines.append("")

@@ -46,9 +46,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      "sizes, with replicates; report each distance's excess over the iid floor with confidence "
                      "intervals, the slopes in N and in the step, and draw a log-log plot."))
     p.add_argument("case", help="case file (TOML), or a trajectory file (.h5) whose case and frames are the reference")
-    p.add_argument("--sampler", required=True,
-                   help=f"one of {', '.join(SAMPLERS)}, or your own as FILE.py:NAME, a function "
-                        "NAME(x, log_w, t, dt, rng, target) returning (x, log_w) (see docs/validation.md)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sampler",
+                       help=f"one of {', '.join(SAMPLERS)}, or your own as FILE.py:NAME, a function "
+                            "NAME(x, log_w, t, dt, rng, target) returning (x, log_w) (see docs/validation.md)")
+    which.add_argument("--ensembles", metavar="PATTERN",
+                       help="validate ensembles made elsewhere instead: files named after PATTERN with the fields "
+                            "{N}, {step}, {rep}, e.g. 'runs/ula_N{N}_h{step}_r{rep}.npz' (particle files, .npy, .npz, "
+                            ".h5; a field left out is read from the file's attributes n, step, replicate)")
     p.add_argument("--particles", default="1000,4000,16000", help="comma-separated N values (default 1000,4000,16000)")
     p.add_argument("--step", default="0.02,0.01,0.005", help="comma-separated step sizes (default 0.02,0.01,0.005)")
     p.add_argument("--replicates", type=int, default=20, help="replicates per (N, step) (default 20)")
@@ -120,9 +125,18 @@ def command(args) -> int:
     steps = parse_list(args.step, float, "step", "0.02,0.01,0.005")
     options = _parse_options(args.options)
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    study = run_study(case, sampler=args.sampler, particles=particles, steps=steps, replicates=args.replicates,
-                      time=args.time, seed=args.seed, metrics=args.metrics, options=options, reference=reference,
-                      confidence=args.confidence, progress=say)
+    if getattr(args, "ensembles", None) is not None:
+        from gridflow.analysis.ensemble_files import validate_ensembles
+
+        if args.particles_output or options:
+            raise InputError("--particles-output and --option run a sampler; with --ensembles there is none to run "
+                             "(drop them).")
+        study = validate_ensembles(case, args.ensembles, time=args.time, seed=args.seed, metrics=args.metrics,
+                                   reference=reference, confidence=args.confidence, progress=say)
+    else:
+        study = run_study(case, sampler=args.sampler, particles=particles, steps=steps, replicates=args.replicates,
+                          time=args.time, seed=args.seed, metrics=args.metrics, options=options,
+                          reference=reference, confidence=args.confidence, progress=say)
     out = Path(args.output) if args.output else Path(case["output"]["path"]).with_name(
         f"{Path(case['output']['path']).stem}-validate-{_file_safe(study['sampler'])}.png")
     plot_study(study, out)
