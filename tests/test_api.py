@@ -10,7 +10,7 @@ import pytest
 import gridflow
 from gridflow.cli import main
 
-from tests.test_cli import GOOD
+from tests.cli.test_cli import GOOD
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def fisher_information(log_rho: np.ndarray, log_pi: np.ndarray, grid: Grid) -> f
 
 def gradient(f: np.ndarray, *, axis: int, spacing: float, periodic: bool) -> np.ndarray:
     """Second-order finite-difference derivative of ``f`` along ``axis``: the stencils of
-    findiff's ``Diff(axis, spacing, acc=2, periodic=...)`` (tests/test_diagnostics.py checks that they
+    findiff's ``Diff(axis, spacing, acc=2, periodic=...)`` (tests/analysis/test_diagnostics.py checks that they
     agree), written with numpy so that a run does not import findiff and sympy (~0.4 s).
 
     Central differences inside; second-order one-sided differences at the two ends of a

@@ -55,7 +55,7 @@ from gridflow.flows.kernels.scalar import HAZARD, MAX_JUMP, TINY
 __all__ = ["BLOCK", "HAZARD", "MAX_JUMP", "TINY", "step_cols", "step_rows"]
 
 #: Kernel module -> the kernel modules whose functions and constants its kernels compile in (all it
-#: imports, directly or not; tests/test_fokker_planck.py checks the list against the imports).
+#: imports, directly or not; tests/flows/test_fokker_planck.py checks the list against the imports).
 COMPILED_IN = {rates: (scalar,), tridiagonal: (scalar,), lines: (scalar, rates, tridiagonal), blocked: (scalar, rates)}
 
 

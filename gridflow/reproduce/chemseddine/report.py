@@ -336,7 +336,7 @@ def write_report(out_dir: Path, tp: dict, prof: dict, fp: dict, mix: dict, d2: d
     l1max = max(d2["fp"][str(H_2D[-1])]["l1"].values())
     add("The grid density agrees with the exact cell averages of the mixture with means e^{−t} μ_k and "
         f"covariances e^{{−2t}} Σ_k + (1 − e^{{−2t}}) I to L1 ≤ {l1max:.1e} at h = {H_2D[-1]:g} (test "
-        "`tests/test_reproduce_chemseddine.py::test_fokker_planck_mixture_closed_form_2d`); the error falls by "
+        "`tests/reproduce/test_reproduce_chemseddine.py::test_fokker_planck_mixture_closed_form_2d`); the error falls by "
         "about 4 when h is halved (second order). At t = 0 the difference is that between point values and cell "
         "averages of the initial mixture.")
     add("")

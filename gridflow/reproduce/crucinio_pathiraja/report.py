@@ -316,7 +316,7 @@ def render_report(a: dict, b: dict, c: dict, d: dict, p: dict, res: dict, figs: 
         w(f"\nThe {len(negs)} runs with a negative difference (at most {-min_gap:.1e}) have it only where both KLs are "
           f"below {max(g['kl_where_negative'] for g in negs):.1e}, i.e. where both runs have converged to the "
           "round-off floor of the grid KL.")
-    w("\nThe test `tests/test_reproduce_crucinio_pathiraja.py::test_tempered_fr_never_faster` checks the same "
+    w("\nThe test `tests/reproduce/test_reproduce_crucinio_pathiraja.py::test_tempered_fr_never_faster` checks the same "
       "property on coarse grids for every configuration.\n")
 
     # ---- (b)

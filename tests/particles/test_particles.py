@@ -23,7 +23,7 @@ from gridflow.io.particle_file import ParticleWriter, open_particles, write_part
 from gridflow.io.runner import solve
 from gridflow.particles.samplers import run_sampler
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _frames(n: int, dim: int, count: int, seed: int = 0):

@@ -19,7 +19,7 @@ from gridflow.io.runner import run
 from gridflow.io.trajectory import open_trajectory
 from gridflow.io.trajectory_writer import TrajectoryWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT / "cases" / "quickstart.toml"
 TOL = 1e-7
 
@@ -60,7 +60,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, monkeypatch, uninterrupte
     np.testing.assert_array_equal(tr.density[:frames], before.density)
     np.testing.assert_array_equal(tr.extra["steps"][:frames], before.extra["steps"])
     # the continuation agrees with the uninterrupted run to the tolerance: both carry a global
-    # time error of at most a few tol (tests/test_stepper.py bounds it by 10 tol)
+    # time error of at most a few tol (tests/time/test_stepper.py bounds it by 10 tol)
     h = float(tr.x[1] - tr.x[0])
     worst = max(_l1(tr.density[k], ref.density[k], h) for k in range(len(tr.time)))
     assert worst <= 10 * TOL

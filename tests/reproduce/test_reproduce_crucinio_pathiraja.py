@@ -25,7 +25,7 @@ from gridflow.reproduce.crucinio_pathiraja import mmd as cp_mmd
 from gridflow.reproduce.crucinio_pathiraja import oracles as cp_oracles
 from gridflow.reproduce.crucinio_pathiraja import study as cp_study
 
-CASES = Path(__file__).resolve().parents[1] / "cases" / "papers"
+CASES = Path(__file__).resolve().parents[2] / "cases" / "papers"
 H_COARSE = 0.05          # 1D cell width of the property runs (400-520 cells)
 H_COARSE_2D = 0.4        # 2D cell width (36^2-48^2 cells)
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gridflow.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted((ROOT / "cases").glob("*.toml"))
 
 

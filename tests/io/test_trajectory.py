@@ -22,7 +22,7 @@ from gridflow.io.trajectory import FRAME_FIELDS, Trajectory, open_trajectory
 from gridflow.io.trajectory_writer import TrajectoryWriter
 
 ATTRS = {"case": 'name = "demo"\n[grid]\ncells = [16]\n', "flow": "fokker-planck", "scheme": "sg/bdf2", "tolerance": 1e-7}
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _log_normalised(grid: Grid, rng: np.random.Generator) -> np.ndarray:
@@ -338,7 +338,7 @@ def test_killed_writer_leaves_readable_frames(tmp_path):
     np.testing.assert_array_equal(tr["kl"], 1.0 / (np.arange(n) + 1))
 
 
-if __name__ == "__main__":  # stress test: python tests/test_trajectory.py [N] (not part of the suite)
+if __name__ == "__main__":  # stress test: python tests/io/test_trajectory.py [N] (not part of the suite)
     import random
     import tempfile
 

@@ -15,7 +15,7 @@ from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
 from gridflow.reproduce import fab40
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FP_CASE = ROOT / "cases" / "papers" / "chemseddine-fab40-fp.toml"
 PATH_CASE = ROOT / "cases" / "papers" / "chemseddine-fab40-path.toml"
 

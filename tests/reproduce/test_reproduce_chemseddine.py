@@ -246,7 +246,7 @@ def test_reproduce_writes_report_tables_and_figures(tmp_path):
 
 @pytest.mark.slow
 def test_committed_report_links_resolve():
-    docs = Path(__file__).resolve().parents[1] / "docs"
+    docs = Path(__file__).resolve().parents[2] / "docs"
     report = docs / "reproductions-chemseddine.md"
     if not report.exists():
         pytest.skip("docs/reproductions-chemseddine.md not present")

@@ -21,7 +21,7 @@ from gridflow.reproduce.crucinio_pathiraja import claims as crucinio_pathiraja_c
 from gridflow.reproduce.claims import (Check, Claim, Measured, claims_table, read_claims, settings_text, write_claims,
                                        write_index)
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 BUILDERS = {"chemseddine": chemseddine_claims, "crucinio-pathiraja": crucinio_pathiraja_claims}
 
 

@@ -76,7 +76,7 @@ BIMODAL = {"kind": "mixture", "weights": [0.5, 0.5], "components": [gaussian([0.
 
 def test_exact_samples_of_a_solved_frame_have_uniform_p_values():
     """200 seeds of 200 exact samples of a WFR grid solution at t = 1: the KS test of the 200 p-values
-    is not rejected at 1% (2D: tests/test_metrics.py::test_calibration_2d)."""
+    is not rejected at 1% (2D: tests/analysis/test_metrics.py::test_calibration_2d)."""
     case = make_case("wfr", target=BIMODAL, lower=-8.0, upper=12.0, cells=1000, end=1.0,
                      schedule={"kind": "linear", "duration": 2.0})
     (frame,) = solve(case)[-1:]
@@ -241,7 +241,7 @@ def test_validate_errors_are_input_errors(tmp_path):
 # the user's own sampler
 # ------------------------------------------------------------------------------------------------
 
-EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def test_validate_command_with_a_user_sampler_file(tmp_path, capsys):

@@ -490,7 +490,7 @@ def test_sigint_at_any_moment_of_a_run_subprocess(tmp_path):
     # while the interpreter shuts down after a finished run is not what this test is about
     case = _write(tmp_path, GOOD.replace("end = 1.0", "end = 2000.0").replace("save_every = 0.25", "save_every = 50.0")
                   .replace("cells = [300]", "cells = [3000]"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
     start = time.monotonic()
     subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)

@@ -13,7 +13,7 @@ from gridflow.analysis.exact import gaussian_flow_moments
 from gridflow.flows.fokker_planck import log_axis_step, log_mean_axis
 from gridflow.core.grid import Grid
 
-from tests.test_fokker_planck import GRIDS   # reflecting and periodic, 1D and 2D
+from tests.flows.test_fokker_planck import GRIDS   # reflecting and periodic, 1D and 2D
 
 
 def _log_target(grid: Grid) -> np.ndarray:

@@ -344,7 +344,7 @@ def test_sampler_errors_are_input_errors():
 # user samplers (FILE.py:NAME or a function)
 # ------------------------------------------------------------------------------------------------
 
-EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def test_user_ula_file_reproduces_the_builtin_ula_bit_for_bit():

@@ -17,7 +17,7 @@ from gridflow.io.case import parse_case
 from gridflow.errors import DensityError, InputError, TrajectoryFileError
 from gridflow.batch.sweep import read_index, run_sweep
 
-from tests.test_sweep import BASE
+from tests.batch.test_sweep import BASE
 
 RAW = tomllib.loads(BASE)["base"]
 
@@ -172,7 +172,7 @@ def test_in_memory_density_errors():
 
 def test_api_doc_examples_run(tmp_path, monkeypatch):
     """Every ```python block of docs/api.md runs, in order, in one namespace."""
-    text = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3
     monkeypatch.chdir(tmp_path)

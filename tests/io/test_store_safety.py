@@ -22,7 +22,7 @@ from gridflow.io.output_safety import OutputLock, check_output_path, lock_path
 from gridflow.io.trajectory import open_trajectory
 from gridflow.io.trajectory_writer import TrajectoryWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT / "cases" / "quickstart.toml"
 GRID = Grid((-3.0,), (4.0,), (16,))
 ATTRS = {"case": 'name = "demo"\n', "flow": "fokker-planck", "scheme": "test"}

@@ -17,7 +17,7 @@ from gridflow.io.case import apply_override, case_dim, check_memory, dumps_case,
 from gridflow.io.case_schema import MAX_FRAMES, TIME_RESOLUTION
 from gridflow.errors import CaseError, ExpressionError, LimitError
 
-DATA = Path(__file__).parent / "data" / "cases"
+DATA = Path(__file__).parents[1] / "data" / "cases"
 try:
     import gridflow.io.expression  # noqa: F401
 
@@ -132,7 +132,7 @@ def test_input_mapping_is_not_mutated():
     assert raw == RICH_2D
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].joinpath("cases").glob("*.toml")))
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("cases").glob("*.toml")))
 def test_shipped_cases_load(path):
     assert_resolved(load_case(path))
 
