@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from importlib import import_module
 
+from gridflow import interrupts
 from gridflow._version import __version__
 from gridflow.cli.arguments import printable as _printable
 from gridflow.errors import GridflowError, InputError
@@ -80,32 +81,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
-    global _SIGINT_SEEN
-    _SIGINT_SEEN = False
+    # gridflow's SIGINT handler remembers Ctrl-C (gridflow.interrupts): C code (numpy's extension
+    # import, numba's compiler callbacks, weak-reference callbacks) may swallow the
+    # KeyboardInterrupt or turn it into another error, and the memory of it still ends the command
+    interrupts.reset()
     previous = signal.getsignal(signal.SIGINT)
     own = previous is signal.default_int_handler
     try:
         if own:
-            signal.signal(signal.SIGINT, _note_sigint)
+            signal.signal(signal.SIGINT, interrupts.handler)
     except ValueError:                   # not the main thread: signals go elsewhere
         own = False
     try:
-        return _main(argv)
+        with interrupts.quiet_unraisable():
+            return _main(argv)
     finally:
         if own:
             signal.signal(signal.SIGINT, previous)
-
-
-#: set by gridflow's SIGINT handler: C code (numpy's extension import, numba's compiler callbacks)
-#: may swallow the KeyboardInterrupt or turn it into another error; this says Ctrl-C came
-_SIGINT_SEEN = False
-
-
-def _note_sigint(signum, frame) -> None:
-    """SIGINT handler while :func:`main` runs: remember it, then interrupt as Python does."""
-    global _SIGINT_SEEN
-    _SIGINT_SEEN = True
-    raise KeyboardInterrupt
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -121,7 +113,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         return _interrupted()
     except ImportError as exc:           # numpy turns Ctrl-C during its C-extension import into this
-        if caused_by_interrupt(exc) or _SIGINT_SEEN:
+        if caused_by_interrupt(exc) or interrupts.requested():
             return _interrupted()
         raise
     except BrokenPipeError:
@@ -184,7 +176,7 @@ def _dispatch(args) -> int:
               file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: say so plainly
-        if caused_by_interrupt(exc) or _SIGINT_SEEN:
+        if caused_by_interrupt(exc) or interrupts.requested():
             raise KeyboardInterrupt from exc
         if args.debug:
             import traceback

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gridflow import interrupts
 from gridflow.errors import InputError, TrajectoryFileError
 from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
@@ -186,21 +187,21 @@ def resume_verdict(old) -> tuple[bool, str]:
     return True, f"continues from frame {len(old.time) - 1} (t = {float(old.time[-1]):.10g})"
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
 @contextmanager
 def _sigterm_interrupts():
-    """While the run writes its file, SIGTERM is handled like SIGINT (KeyboardInterrupt), so the
-    file's status becomes ``interrupted``; the previous handler is restored after.  Outside the
-    main thread (where handlers cannot be set) nothing changes."""
+    """While the run writes its file, SIGTERM is handled like SIGINT (KeyboardInterrupt, remembered by
+    :mod:`gridflow.interrupts` so that one swallowed in a callback still stops the run at the next
+    step), so the file's status becomes ``interrupted``; the previous handler is restored after.
+    Outside the main thread (where handlers cannot be set) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is not interrupts.handler:  # a library call, not gridflow's command
+        interrupts.reset()                                          # line (whose main has reset it)
+    previous = signal.signal(signal.SIGTERM, interrupts.handler)
     try:
-        yield
+        with interrupts.quiet_unraisable():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -305,6 +306,7 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
     started = time.monotonic()
 
     def on_step(state) -> None:
+        interrupts.check()  # a signal whose interrupt a C callback swallowed stops the run here
         if bar is not None and time.monotonic() - started >= 1.0:  # no bar for runs shorter than a second
             bar.n = state.t
             bar.refresh()
