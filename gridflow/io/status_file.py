@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import h5py
+import numpy as np
 
 from gridflow.io.h5store import LIBVER, AttrValue, append_frame, trim_frames
 from gridflow.io.output_safety import OutputLock, check_output_path, remove_stale_temporaries, temporary_path
@@ -82,6 +83,7 @@ class StatusFile:
         self._last_time = -math.inf
         self._lock: OutputLock | None = None
         self._handles: dict[str, h5py.Dataset] = {}
+        self._buffer: list[tuple[float, dict[str, Any]]] | None = None   # buffered mode: frames in memory
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -133,15 +135,9 @@ class StatusFile:
         """
         first = self._lock is None
         if first:
-            check_output_path(self._path, noun=f"{self._KIND} file")
-            self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
+            self._take_lock()
         try:
-            remove_stale_temporaries(self._path)
-            tmp = temporary_path(self._path)
-            try:
-                self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
-            except OSError as exc:
-                raise self._create_error(exc) from exc
+            tmp = self._open_temporary()
         except BaseException:
             if first:
                 self._release_lock()
@@ -159,6 +155,59 @@ class StatusFile:
             tmp.unlink(missing_ok=True)
             if first:
                 self._release_lock()
+            if isinstance(exc, OSError):
+                raise self._create_error(exc) from exc
+            raise
+
+    def _take_lock(self) -> None:
+        """Check the output path and take its :class:`OutputLock`."""
+        check_output_path(self._path, noun=f"{self._KIND} file")
+        self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
+
+    def _open_temporary(self) -> Path:
+        """Create the new file under a temporary name beside the path (stale ones of killed
+        writers removed first) as ``self._file``; return that name."""
+        remove_stale_temporaries(self._path)
+        tmp = temporary_path(self._path)
+        try:
+            self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
+        except OSError as exc:
+            raise self._create_error(exc) from exc
+        return tmp
+
+    def _start_buffered(self) -> None:
+        """Buffered mode: take the lock, keep frames in memory; :meth:`close` writes the whole file
+        (:meth:`_write_buffered`).  Until then nothing is written at the path."""
+        self._take_lock()
+        self._buffer = []
+
+    def _write_buffered(self, status: str) -> None:
+        """Write the buffered frames and ``status`` into a new file in one go (temporary name, then
+        renamed over the path): the same layout as a file written frame by frame, without its
+        per-frame flushes.  A frame that lacks a dataset (an extra first seen later) holds NaN."""
+        frames, self._buffer = self._buffer or [], None
+        tmp = self._open_temporary()
+        try:
+            f = self._file
+            self._write_metadata()
+            for name in ("time", *self._frame_datasets()):
+                if name not in f:
+                    continue
+                ds = f[name]
+                ds.resize(len(frames), axis=0)
+                if frames:
+                    blank = np.full(ds.shape[1:], np.nan)
+                    ds[...] = np.stack([np.asarray(t if name == "time" else values.get(name, blank), dtype=ds.dtype)
+                                        for t, values in frames])
+            f.attrs.modify("status", status)
+            f.close()
+            self._file = None
+            os.replace(tmp, self._path)
+        except BaseException as exc:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
@@ -240,6 +289,10 @@ class StatusFile:
         or ``RuntimeError``: disk full, file-size limit, ...) abandons the file
         (:meth:`_abandon`) and raises :meth:`_write_error`."""
         k = self._frames
+        if self._buffer is not None:
+            self._buffer.append((t, dict(values)))
+            self._frames, self._last_time = k + 1, t
+            return
         try:
             append_frame(self._require_open(), k, t, values, self._handles)
         except (OSError, RuntimeError) as exc:
@@ -252,6 +305,12 @@ class StatusFile:
         """Record ``status`` in the root attributes and close the file (idempotent)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._buffer is not None:
+            try:
+                self._write_buffered(status)
+            finally:
+                self._release_lock()
+            return
         if self._file is None:
             self._release_lock()
             return

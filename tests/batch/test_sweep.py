@@ -246,12 +246,12 @@ def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
 
 
 def test_one_worker_runs_in_this_process(tmp_path, monkeypatch):
-    import gridflow.batch.sweep as sweep_module
+    import gridflow.batch.pool as pool_module
 
     def no_pool(*args, **kwargs):
         raise AssertionError("workers=1 must not start a process pool")
 
-    monkeypatch.setattr(sweep_module.cf, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(pool_module.cf, "ProcessPoolExecutor", no_pool)
     (tmp_path / "s.toml").write_text('name = "one"\n' + BASE + '[vary]\n"time.end" = [0.25, 0.5]\n')
     index = run_sweep(tmp_path / "s.toml", output=tmp_path / "o", workers=1)
     assert [r["status"] for r in read_index(index)] == ["complete", "complete"]
