@@ -10,6 +10,8 @@ optional dependency (``pip install 'gridflow[dask]'``), imported only here.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +24,8 @@ __all__ = ["connect", "run_cluster"]
 
 #: Seconds to wait for the scheduler when connecting.
 CONNECT_TIMEOUT = 10
+#: Seconds between looks at the runs' futures (also how soon Ctrl-C is noticed).
+POLL_INTERVAL = 0.1
 
 
 def connect(address: str):
@@ -54,19 +58,17 @@ def _result(future) -> dict[str, Any]:
 def run_cluster(client, todo: Sequence[SweepRun], finished: Callable[[SweepRun, dict], None]) -> None:
     """Run ``todo`` on the cluster of ``client``, calling ``finished`` with each result as it comes.
     Ctrl-C or SIGTERM cancels the runs not yet finished and raises KeyboardInterrupt."""
-    from distributed import wait
-
+    token = uuid.uuid4().hex[:12]           # task keys unique to this sweep
     with stop_flag() as stop:
         pending = {client.submit(run_one, r.case, str(r.path.absolute()), pure=False,
-                                 key=f"gridflow-{r.path.stem}-{id(r):x}"): r for r in todo}
+                                 key=f"gridflow-{r.path.stem}-{token}"): r for r in todo}
         try:
             while pending:
                 if stop:
                     raise KeyboardInterrupt
-                try:
-                    done = wait(list(pending), timeout=0.2, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    continue
+                done = [future for future in pending if future.done()]
+                if not done:
+                    time.sleep(POLL_INTERVAL)
                 for future in done:
                     finished(pending.pop(future), _result(future))
         except KeyboardInterrupt:

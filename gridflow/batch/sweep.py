@@ -77,16 +77,28 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
 
 def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None, workers: int | None,
                scheduler: str | None, progress: bool, on_result: Callable[[SweepRun], None] | None) -> Path:
-    """The body of :func:`run_sweep`."""
+    """The body of :func:`run_sweep`: plan, connect to the cluster (if any), run."""
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise CaseError(f"--workers must be at least 1, got {workers}.")
-    client = None
-    if scheduler is not None:
-        from gridflow.batch.cluster import connect
+    runs, out, info = plan_sweep(sweep, output=output)
+    if scheduler is None:
+        return _execute(runs, out, info["name"], workers=workers, client=None, progress=progress,
+                        on_result=on_result)
+    from gridflow.batch.cluster import connect
 
-        client = connect(scheduler)     # before any file is written: a bad address changes nothing
-    runs, out, _info = plan_sweep(sweep, output=output)
+    client = connect(scheduler)     # before any file is written: a bad address changes nothing
+    try:
+        return _execute(runs, out, info["name"], workers=workers, client=client, progress=progress,
+                        on_result=on_result)
+    finally:
+        client.close()
+
+
+def _execute(runs: list[SweepRun], out: Path, name: str, *, workers: int, client: Any, progress: bool,
+             on_result: Callable[[SweepRun], None] | None) -> Path:
+    """Run the runs not yet complete (on ``client``'s cluster, or ``workers`` local processes)
+    and keep the index in ``out``; return its path."""
     out.mkdir(parents=True, exist_ok=True)
     index = out / INDEX_NAME
     old_rows = {row.get("run", ""): row for row in read_index(index)}
@@ -103,7 +115,7 @@ def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=_info["name"])
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=name)
 
     last_write = [time.monotonic()]
 
@@ -138,8 +150,6 @@ def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike 
     finally:
         if bar is not None:
             bar.close()
-        if client is not None:
-            client.close()
         write_index(index, runs, table=True)
     return index
 
