@@ -61,6 +61,22 @@ def reopen_writable(path: Path, *, error: Callable[[OSError], Exception],
             _time.sleep(0.05)
 
 
+def _stacked(frames: list[tuple[float, Mapping[str, Any]]]) -> dict[str, np.ndarray]:
+    """Buffered frames ``(time, values)`` as one array per series (``time`` included), frame index
+    first; NaN where a frame lacks a series.  Empty without frames."""
+    if not frames:
+        return {}
+    out = {"time": np.array([t for t, _ in frames], dtype=np.float64)}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for _, values in frames:
+        for name, value in values.items():
+            shapes.setdefault(name, np.shape(value))
+    for name, shape in shapes.items():
+        blank = np.full(shape, np.nan)
+        out[name] = np.stack([np.asarray(values.get(name, blank), dtype=np.float64) for _, values in frames])
+    return out
+
+
 class StatusFile:
     """Base of a frame-by-frame writer: a file in SWMR mode whose ``status`` records the end.
 
@@ -84,6 +100,7 @@ class StatusFile:
         self._lock: OutputLock | None = None
         self._handles: dict[str, h5py.Dataset] = {}
         self._buffer: list[tuple[float, dict[str, Any]]] | None = None   # buffered mode: frames in memory
+        self._prefill: dict[str, np.ndarray] = {}   # buffered mode: each series' frames, for its creation
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -184,21 +201,14 @@ class StatusFile:
     def _write_buffered(self, status: str) -> None:
         """Write the buffered frames and ``status`` into a new file in one go (temporary name, then
         renamed over the path): the same layout as a file written frame by frame, without its
-        per-frame flushes.  A frame that lacks a dataset (an extra first seen later) holds NaN."""
+        per-frame flushes.  Each series is created holding its frames (:attr:`_prefill`, which
+        :meth:`_write_metadata` uses); a frame that lacks a series (an extra first seen later) holds NaN."""
         frames, self._buffer = self._buffer or [], None
+        self._prefill = _stacked(frames)
         tmp = self._open_temporary()
         try:
             f = self._file
             self._write_metadata()
-            for name in ("time", *self._frame_datasets()):
-                if name not in f:
-                    continue
-                ds = f[name]
-                ds.resize(len(frames), axis=0)
-                if frames:
-                    blank = np.full(ds.shape[1:], np.nan)
-                    ds[...] = np.stack([np.asarray(t if name == "time" else values.get(name, blank), dtype=ds.dtype)
-                                        for t, values in frames])
             f.attrs.modify("status", status)
             f.close()
             self._file = None
@@ -211,6 +221,8 @@ class StatusFile:
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
+        finally:
+            self._prefill = {}
 
     def _abandon(self) -> None:
         """Close the file after a failed write without writing anything more to it.

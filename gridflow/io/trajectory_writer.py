@@ -283,8 +283,8 @@ class TrajectoryWriter(StatusFile):
         f.attrs["status"] = "running"
 
         # dimension scales: coordinate variables first, then pure dimensions
-        self._create("time", ("time",), shape=(0,), maxshape=(None,), chunks=(_SERIES_CHUNK,),
-                     attrs={"units": "1", "axis": "T"}, scale=True)
+        self._create("time", ("time",), data=self._prefill.get("time"), shape=(0,), maxshape=(None,),
+                     chunks=(_SERIES_CHUNK,), attrs={"units": "1", "axis": "T"}, scale=True)
         for k, name in enumerate(axes):
             self._create(name, (name,), data=g.axes[k], attrs={"units": "1", "bounds": f"{name}_bnds",
                                                                 "axis": name.upper()}, scale=True)
@@ -322,9 +322,11 @@ class TrajectoryWriter(StatusFile):
 
     def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:
-        """Create a growable dataset with the unlimited ``time`` axis first, one frame per chunk."""
-        self._create(name, dims, shape=(frames, *frame_shape), maxshape=(None, *frame_shape),
-                     chunks=(_SERIES_CHUNK, *frame_shape), attrs=attrs, long_name=long_name)
+        """Create a growable dataset with the unlimited ``time`` axis first, one frame per chunk
+        (holding the buffered frames of this series, if any: :meth:`StatusFile._write_buffered`)."""
+        self._create(name, dims, data=self._prefill.get(name), shape=(frames, *frame_shape),
+                     maxshape=(None, *frame_shape), chunks=(_SERIES_CHUNK, *frame_shape), attrs=attrs,
+                     long_name=long_name)
 
     # -- writing ----------------------------------------------------------------------------
 
