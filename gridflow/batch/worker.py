@@ -52,6 +52,7 @@ def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
     """Run one case of a sweep into ``path`` (continuing an interrupted file of the same case);
     never raises for a failed run: returns ``status``, ``wall_time``, final diagnostics and ``error``."""
     from gridflow.io.runner import run
+    from gridflow.io.status_file import signals_deferred
 
     start = time.perf_counter()
     result: dict[str, Any] = {}
@@ -60,7 +61,8 @@ def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
         try:
             run(case, output=path, resume=True, buffered=True)
             result["status"] = "complete"
-            result.update(final_diagnostics(Path(path)))
+            with signals_deferred():
+                result.update(final_diagnostics(Path(path)))
         except KeyboardInterrupt:
             if IN_POOL_WORKER:  # stopped by the sweep (or its death): the file says interrupted; leave now
                 os._exit(143)

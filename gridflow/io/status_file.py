@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -59,6 +61,28 @@ def reopen_writable(path: Path, *, error: Callable[[OSError], Exception],
             if _time.monotonic() > deadline:
                 raise error(exc) from exc
             _time.sleep(0.05)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM only recorded while the block runs, and raised again when it ends (to the
+    handlers in place before it).  For h5py work that must not be cut: a handler that raises
+    (Ctrl-C, :func:`gridflow.io.runner._sigterm_interrupts`) could otherwise run inside one of
+    h5py's weakref callbacks, where Python prints the exception and drops it.  Outside the main
+    thread (where Python runs no handler) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 def _stacked(frames: list[tuple[float, Mapping[str, Any]]]) -> dict[str, np.ndarray]:
@@ -205,6 +229,11 @@ class StatusFile:
         :meth:`_write_metadata` uses); a frame that lacks a series (an extra first seen later) holds NaN."""
         frames, self._buffer = self._buffer or [], None
         self._prefill = _stacked(frames)
+        with signals_deferred():     # SIGINT/SIGTERM wait until the file is written (or its writing failed)
+            self._write_file(status)
+
+    def _write_file(self, status: str) -> None:
+        """The body of :meth:`_write_buffered`."""
         tmp = self._open_temporary()
         try:
             f = self._file
