@@ -2,8 +2,8 @@
 
     python benchmarks/sweep_vs_pool.py [--sweep cases/sweeps/mixtures-1d.toml] [--workers 2]
 
-(a) a hand-written pool (multiprocessing, ``workers`` processes) of ``gridflow.solve`` on the
-sweep's resolved cases, in memory, no files; (b) ``gridflow sweep SWEEP --workers N -q`` as a
+(a) a hand-written pool (multiprocessing, ``workers`` processes) of ``parse_case`` + ``gridflow.solve``
+on the sweep's case dictionaries, in memory, no files (the issue's hand-written pool); (b) ``gridflow sweep SWEEP --workers N -q`` as a
 command (its start-up, planning, files and index included) into a fresh directory.  With
 ``--rounds 2`` (the default) they are timed in the order a, b, b, a, so that a machine whose load
 drifts favours neither; prints every wall and CPU time (CPU: user + system of all the processes,
@@ -27,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _solve(case) -> float:
+    """What the issue's user wrote: parse the case dictionary, then solve it in memory."""
+    from gridflow.io.case import parse_case
     from gridflow.io.runner import solve
 
-    return solve(case)[-1].diagnostics["kl"]
+    return solve(parse_case(case))[-1].diagnostics["kl"]
 
 
 def _cpu() -> float:

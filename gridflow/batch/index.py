@@ -21,7 +21,7 @@ __all__ = ["INDEX_NAME", "RESULT_COLUMNS", "TABLE_NAME", "flatten_params", "read
            "write_index", "write_table"]
 
 INDEX_NAME = "index.csv"
-#: the same table as netCDF, written beside index.csv at the end of a sweep (with xarray)
+#: the same table as netCDF, written beside index.csv at the end of a sweep
 TABLE_NAME = "index.nc"
 #: index columns after the parameters
 RESULT_COLUMNS = ("status", "wall_time", "final_time", "final_kl", "total_steps", "path", "error", "warnings")
@@ -61,7 +61,7 @@ def _cell(v: Any) -> str:
 
 def write_index(path: Path, runs: Sequence[SweepRun], *, table: bool = False) -> None:
     """Write ``index.csv`` (atomically: a temporary file renamed over it): one row per run.  With
-    ``table``, also ``index.nc`` beside it (:func:`write_table`) when xarray is installed."""
+    ``table``, also ``index.nc`` beside it (:func:`write_table`)."""
     rows = []
     columns: dict[str, None] = {"run": None}
     if any(r.draw is not None for r in runs):
@@ -97,19 +97,30 @@ def typed_column(values: Sequence[str]) -> np.ndarray:
 
 
 def write_table(path: Path, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
-    """Write the index as a netCDF table (``index.nc``, via xarray and h5netcdf; atomically): a
-    ``run`` dimension and one variable per other column, typed by :func:`typed_column`.  Nothing
-    (False) if xarray or h5netcdf is not installed."""
-    try:
-        import xarray as xr
-        import h5netcdf  # noqa: F401  the engine
-    except ImportError:
-        return False
+    """Write the index as a netCDF4 table (``index.nc``, with h5py; atomically): the coordinate
+    ``run`` and one variable per other column along it, typed by :func:`typed_column` (integers,
+    floats with NaN for empty cells, UTF-8 strings).  Written without xarray, whose import alone
+    costs a sweep about a second; xarray (h5netcdf engine) reads it (tests/batch/test_sweep.py)."""
+    import h5py
+
     data = {c: typed_column([row[k] for row in rows]) for k, c in enumerate(columns)}
-    ds = xr.Dataset({c: ("run", v) for c, v in data.items() if c != "run"}, coords={"run": data["run"]},
-                    attrs={"title": "gridflow sweep index", "source": "gridflow sweep (docs/sweeps.md)"})
     tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
+    with h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs["title"] = "gridflow sweep index"
+        f.attrs["source"] = "gridflow sweep (docs/sweeps.md)"
+        run = f.create_dataset("run", data=np.asarray(data["run"], dtype=np.int64), track_order=True)
+        run.make_scale("run")
+        run.attrs["_Netcdf4Dimid"] = np.int32(0)
+        for name, values in data.items():
+            if name == "run":
+                continue
+            if values.dtype == object:
+                ds = f.create_dataset(name, data=[str(v) for v in values], dtype=h5py.string_dtype(),
+                                      track_order=True)
+            else:
+                ds = f.create_dataset(name, data=values, track_order=True)
+            ds.attrs["_Netcdf4Coordinates"] = np.array([0], dtype=np.int32)
+            ds.dims[0].attach_scale(run)
     os.replace(tmp, path)
     return True
 

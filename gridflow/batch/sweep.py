@@ -65,8 +65,7 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
     rewritten every :data:`INDEX_INTERVAL` seconds, after a failure and at the end (also when
     interrupted); rerunning the same sweep completes only the missing runs, whatever the index
     says (complete files are recognised by their ``status`` attribute).  ``on_result`` is called
-    with each finished run.  ``index.nc`` (the same table, netCDF) is written at the end when
-    xarray is installed.
+    with each finished run.  ``index.nc`` (the same table, netCDF) is written at the end.
     """
     from gridflow.io.runner import _sigterm_interrupts
 
