@@ -24,7 +24,8 @@ INDEX_NAME = "index.csv"
 #: the same table as netCDF, written beside index.csv at the end of a sweep
 TABLE_NAME = "index.nc"
 #: index columns after the parameters
-RESULT_COLUMNS = ("status", "wall_time", "final_time", "final_kl", "total_steps", "path", "error", "warnings")
+RESULT_COLUMNS = ("status", "wall_time", "final_time", "final_kl", "total_steps", "error_estimate", "path", "error",
+                  "warnings")
 
 
 def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:

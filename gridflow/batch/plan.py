@@ -248,8 +248,12 @@ def _axes(table: Mapping, origin: str) -> tuple[list[list[dict[str, Any]]], list
 
 
 def plan_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None = None,
-               base_dir: str | os.PathLike | None = None) -> tuple[list[SweepRun], Path, dict]:
+               base_dir: str | os.PathLike | None = None,
+               error_estimate: bool = False) -> tuple[list[SweepRun], Path, dict]:
     """The runs of a sweep (a sweep file's path, or its table): ``(runs, output directory, info)``.
+
+    ``error_estimate`` sets ``output.error_estimate = true`` in every run (``gridflow sweep
+    --error-estimate``: each trajectory carries the Richardson estimate of its L1 error).
 
     Each run's case is the base case with the run's values set, named ``<name>-<index>`` and
     written to ``<output>/<name>-<index>.h5``; a combination that makes an invalid case is
@@ -289,6 +293,8 @@ def plan_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike 
     if not isinstance(fixed, Mapping):
         raise _fail(origin, "[set] must be a table of dotted case keys and the value every run gets, e.g. "
                     "\"grid.cells\" = [400].")
+    if error_estimate:
+        fixed = {**fixed, "output.error_estimate": True}
     try:
         for key, value in fixed.items():
             _steps(key, origin)

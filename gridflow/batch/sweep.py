@@ -52,7 +52,7 @@ def _already_complete(run: SweepRun, old_rows: Mapping[str, Mapping[str, str]]) 
 
 def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None = None,
               workers: int | None = None, scheduler: str | None = None, progress: bool = False,
-              on_result: Callable[[SweepRun], None] | None = None) -> Path:
+              on_result: Callable[[SweepRun], None] | None = None, error_estimate: bool = False) -> Path:
     """Run every run of a sweep (see :func:`plan_sweep`); return the path of its ``index.csv``.
 
     Runs whose file is already complete (written by the same case) are skipped; the others run on
@@ -71,16 +71,17 @@ def run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike |
 
     with _sigterm_interrupts():  # SIGTERM like Ctrl-C: workers stopped, index written
         return _run_sweep(sweep, output=output, workers=workers, scheduler=scheduler, progress=progress,
-                          on_result=on_result)
+                          on_result=on_result, error_estimate=error_estimate)
 
 
 def _run_sweep(sweep: str | os.PathLike | Mapping, *, output: str | os.PathLike | None, workers: int | None,
-               scheduler: str | None, progress: bool, on_result: Callable[[SweepRun], None] | None) -> Path:
+               scheduler: str | None, progress: bool, on_result: Callable[[SweepRun], None] | None,
+               error_estimate: bool = False) -> Path:
     """The body of :func:`run_sweep`: plan, connect to the cluster (if any), run."""
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise CaseError(f"--workers must be at least 1, got {workers}.")
-    runs, out, info = plan_sweep(sweep, output=output)
+    runs, out, info = plan_sweep(sweep, output=output, error_estimate=error_estimate)
     if scheduler is None:
         return _execute(runs, out, info["name"], workers=workers, client=None, progress=progress,
                         on_result=on_result)
@@ -163,14 +164,14 @@ def command(args: Any) -> int:
     if args.workers is not None and args.workers < 1:
         raise CaseError(f"--workers must be at least 1, got {args.workers}.")
     if args.dry_run:
-        runs, out, _ = plan_sweep(args.sweep, output=args.output)
+        runs, out, _ = plan_sweep(args.sweep, output=args.output, error_estimate=args.error_estimate)
         for r in runs:
             params = ", ".join(f"{k}={inline_toml(v)}" for k, v in r.params.items())
             print(f"{r.path}  {params}" + (f"  INVALID: {r.error}" if r.error else ""))
         print(f"{len(runs)} runs into {out}", file=sys.stderr)
         return 0
     index = run_sweep(args.sweep, output=args.output, workers=args.workers, scheduler=args.scheduler,
-                      progress=not args.quiet and sys.stderr.isatty())
+                      progress=not args.quiet and sys.stderr.isatty(), error_estimate=args.error_estimate)
     rows = read_index(index)
     counts: dict[str, int] = {}
     for row in rows:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gridflow.errors import GridflowError
 
 __all__ = ["run_one", "final_diagnostics"]
@@ -33,7 +35,8 @@ def first_line(exc: BaseException) -> str:
 
 
 def final_diagnostics(path: Path) -> dict[str, Any]:
-    """Final time, KL and step count read back from a trajectory file."""
+    """Final time, KL and step count read back from a trajectory file (and the largest error
+    estimate, when the run made one)."""
     from gridflow.io.h5reader import read_file
     from gridflow.io.h5store import decode_attr
     from gridflow.io.trajectory import FILE_KIND
@@ -42,8 +45,11 @@ def final_diagnostics(path: Path) -> dict[str, Any]:
         n = len(f["time"])
         if not n:
             return {}
-        return {"final_time": float(f["time"][n - 1]), "final_kl": float(f["kl"][n - 1]),
-                "total_steps": int(decode_attr(f.attrs.get("total_steps", 0)))}
+        out = {"final_time": float(f["time"][n - 1]), "final_kl": float(f["kl"][n - 1]),
+               "total_steps": int(decode_attr(f.attrs.get("total_steps", 0)))}
+        if "error_estimate" in f:           # the largest estimated L1 error over the saved times
+            out["error_estimate"] = float(np.nanmax(f["error_estimate"][:n]))
+        return out
 
     return read_file(Path(path), FILE_KIND, read)[0]
 

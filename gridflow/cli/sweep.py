@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
     sweep.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="run on an existing Dask distributed cluster (e.g. tcp://host:8786; needs the dask "
                             "extra) instead of local processes")
+    sweep.add_argument("--error-estimate", action="store_true",
+                       help="every run also solves on a 3x coarser grid and stores the Richardson estimate of its L1 "
+                            "error (error_estimate; the index gets its largest value)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their parameters, run nothing")
     sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -372,3 +372,24 @@ def test_scheduler_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "Cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_error_estimate_column(tmp_path):
+    """``--error-estimate``: every run carries its Richardson estimate, and the index column is the
+    largest one over the saved times, read back from the run's own file."""
+    import h5py
+
+    (tmp_path / "s.toml").write_text(
+        'name = "e"\noutput = "o"\n[base]\nname = "b"\n[base.grid]\nlower = [-6.0]\nupper = [6.0]\ncells = [90]\n'
+        '[base.target]\nkind = "gaussian"\nmean = [1.0]\ncov = [[0.5]]\n'
+        '[base.initial]\nkind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n'
+        '[base.flow]\nkind = "fokker-planck"\n[base.time]\nend = 0.5\nsave_every = 0.25\n'
+        '[vary]\n"flow.kind" = ["fokker-planck", "wfr"]\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "-o", str(tmp_path / "o"), "--workers", "1", "-q",
+                 "--error-estimate"]) == 0
+    rows = _rows(tmp_path / "o" / "index.csv")
+    assert len(rows) == 2
+    for row in rows.values():
+        with h5py.File(tmp_path / "o" / row["path"], "r") as f:
+            estimates = f["error_estimate"][:]
+        assert float(row["error_estimate"]) == np.max(estimates) and 1e-6 < np.max(estimates) < 1e-2
