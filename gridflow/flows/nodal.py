@@ -1,0 +1,208 @@
+r"""Cell averages and point values of a log density (the ``log-quadratic`` flux's state).
+
+With ``flow.flux = "log-quadratic"`` the W step is a finite-volume scheme: it evolves *cell
+averages*, d rho_i/dt = (F_{i-1/2} - F_{i+1/2})/h, while the Fisher–Rao step is exact for *point
+values* at the cell centres.  The two differ by a relative (l'^2 + l'') h^2/24 (l = log rho),
+which is a few per cent where a far target grows from the tail (l' ~ 50, h = 0.025), and Fisher–Rao
+turns that error into the mass of the new mode.  So the stepper keeps the log cell averages ``l``
+as its state and converts (docs/numerics.md, "cell averages and point values"):
+
+* :func:`to_averages` ``C``: l = lhat + kappa(lhat), where along each axis
+  kappa_i = log mean over the cell of exp(q_i(x) - q_i(x_i)), q_i the quadratic through the point
+  values lhat at i-1, i, i+1 (one-sided at walls), so C is exact for Gaussians; in 2D the axis terms
+  add, plus the cross term's first order K_xy E[u] E[v] (its second order, O(h^4 l_xy^2), is left out);
+* :func:`to_points` ``D = C^{-1}`` by fixed-point iteration to round-off (a contraction where
+  |l'| h is moderate);
+* :func:`log_quadratic_rates`: the jump rates of the log-quadratic flux from point values, for
+  :class:`~gridflow.flows.fokker_planck.AxisRates` acting on the cell averages.
+
+The quadratic is not used where it means nothing: cells next to an empty one, or where the
+slope or curvature per cell exceeds :data:`MAX_SLOPE` (kappa = 0 there, as before this module).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from gridflow.core.grid import Grid
+from gridflow.flows.kernels import _log_mean_line
+
+#: above this |l' h| or |l'' h^2| the quadratic fit is not trusted (kappa = 0 in that cell)
+MAX_SLOPE = 12.0
+#: Gauss–Legendre rule on [-1/2, 1/2] for the cell mean (exact to round-off for |slope| <= MAX_SLOPE)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
+_NODES, _WEIGHTS = 0.5 * _NODES, 0.5 * _WEIGHTS
+#: ... and a shorter one where |slope| + |curvature|/4 <= 2 (error below 1e-18)
+_NODES_FEW, _WEIGHTS_FEW = np.polynomial.legendre.leggauss(10)
+_NODES_FEW, _WEIGHTS_FEW = 0.5 * _NODES_FEW, 0.5 * _WEIGHTS_FEW
+
+
+@njit(cache=True)
+def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
+    """Per cell of every row of ``lines``: kappa (log cell mean of exp(q - q(x_i)), q the quadratic
+    through the row's values at i-1, i, i+1, one-sided at walls) and the tilted cell measure's first
+    two moments E[u], E[u^2] (u in cells); all 0 where the quadratic is not trusted."""
+    m, n = lines.shape
+    for r in range(m):
+        row = lines[r]
+        for i in range(n):
+            kappa[r, i] = 0.0
+            mean_u[r, i] = 0.0
+            mean_u2[r, i] = 0.0
+            if periodic:
+                lm, l0, lp = row[i - 1 if i > 0 else n - 1], row[i], row[i + 1 if i < n - 1 else 0]
+                k = lp - 2.0 * l0 + lm
+                b = 0.5 * (lp - lm)
+            elif n < 3:
+                continue
+            elif i == 0 or i == n - 1:
+                j, s = (0, 1) if i == 0 else (n - 1, -1)
+                k = row[j] - 2.0 * row[j + s] + row[j + 2 * s]
+                b = s * (row[j + s] - row[j] - 0.5 * k)
+            else:
+                lm, lp = row[i - 1], row[i + 1]
+                k = lp - 2.0 * row[i] + lm
+                b = 0.5 * (lp - lm)
+            if not (abs(b) <= MAX_SLOPE and abs(k) <= MAX_SLOPE):
+                continue
+            nodes, weights = (_NODES_FEW, _WEIGHTS_FEW) if abs(b) + 0.25 * abs(k) <= 2.0 else (_NODES, _WEIGHTS)
+            top = 0.5 * abs(b) + 0.125 * max(k, 0.0)
+            t0 = 0.0
+            t1 = 0.0
+            t2 = 0.0
+            for q in range(nodes.shape[0]):
+                u = nodes[q]
+                w = weights[q] * math.exp(b * u + 0.5 * k * u * u - top)
+                t0 += w
+                t1 += w * u
+                t2 += w * u * u
+            kappa[r, i] = math.log(t0) + top
+            mean_u[r, i] = t1 / t0
+            mean_u2[r, i] = t2 / t0
+
+
+def _as_lines(values: np.ndarray, axis: int) -> np.ndarray:
+    if axis == values.ndim - 1:
+        return np.ascontiguousarray(values).reshape(-1, values.shape[-1])
+    return np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(-1, values.shape[axis])
+
+
+def _from_lines(lines: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    if axis == len(shape) - 1:
+        return lines.reshape(shape)
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    return np.moveaxis(lines.reshape(moved), -1, axis)
+
+
+def _axis_shift(lhat: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa, E[u], E[u^2]) along one axis, arrays of the shape of ``lhat``."""
+    lines = _as_lines(lhat, axis)
+    out = [np.empty_like(lines) for _ in range(3)]
+    _lines_shift(lines, periodic, *out)
+    return tuple(_from_lines(o, lhat.shape, axis) for o in out)
+
+
+def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]]]:
+    """Per axis kappa_k (the cross term's first order shared equally between the axes) and the axis
+    parts (kappa, E[u], E[u^2])."""
+    parts = [_axis_shift(lhat, k, grid.periodic) for k in range(grid.dim)]
+    shifts = [p[0] for p in parts]
+    if grid.dim == 2:
+        lpp, lmm = np.roll(lhat, (-1, -1), (0, 1)), np.roll(lhat, (1, 1), (0, 1))
+        lpm, lmp = np.roll(lhat, (-1, 1), (0, 1)), np.roll(lhat, (1, -1), (0, 1))
+        with np.errstate(invalid="ignore"):
+            cross = 0.25 * (lpp + lmm - lpm - lmp) * parts[0][1] * parts[1][1]
+        cross = np.where(np.isfinite(cross), cross, 0.0)
+        if not grid.periodic:
+            cross[[0, -1], :] = 0.0
+            cross[:, [0, -1]] = 0.0
+        shifts = [s + 0.5 * cross for s in shifts]
+    return shifts, parts
+
+
+def cell_shift(lhat: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """Per axis the shift kappa_k (log cell average minus log point value) of the point values
+    ``lhat``; their sum is C(lhat) - lhat (see :func:`to_averages`)."""
+    return _shifts(lhat, grid)[0]
+
+
+def to_averages(lhat: np.ndarray, grid: Grid) -> np.ndarray:
+    """C: log cell averages of the density whose log point values are ``lhat`` (exact for Gaussians)."""
+    return lhat + sum(cell_shift(lhat, grid))
+
+
+def _newton_1d(resid: np.ndarray, eu: np.ndarray, eu2: np.ndarray, periodic: bool) -> np.ndarray:
+    """(dC/dlhat)^{-1} resid in 1D: C_i depends on lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2
+    and K = l_{i+1} - 2 l_i + l_{i-1}, dkappa/dB = E[u], dkappa/dK = E[u^2]/2 (the one-sided wall
+    rows are one-sided; periodic corners are dropped there: a quasi-Newton step)."""
+    from scipy.linalg import solve_banded
+
+    n = resid.size
+    ab = np.zeros((5, n))                        # ab[2 + i - j, j] = A[i, j]
+    ab[2] = 1.0 - eu2
+    ab[1, 1:] = 0.5 * (eu[:-1] + eu2[:-1])       # row i, column i+1
+    ab[3, :-1] = 0.5 * (eu2[1:] - eu[1:])       # row i, column i-1
+    if not periodic and n >= 3:                  # B = s (l_{j+s} - l_j) - K/2... one-sided, K = l_j - 2 l_{j+s} + l_{j+2s}
+        ab[2, 0], ab[1, 1], ab[0, 2] = (1.0 - 1.5 * eu[0] + 0.5 * eu2[0], 2.0 * eu[0] - eu2[0],
+                                        -0.5 * eu[0] + 0.5 * eu2[0])
+        ab[2, -1], ab[3, -2], ab[4, -3] = (1.0 + 1.5 * eu[-1] + 0.5 * eu2[-1], -2.0 * eu[-1] - eu2[-1],
+                                           0.5 * eu[-1] + 0.5 * eu2[-1])
+    return solve_banded((2, 2), ab, resid, check_finite=False)
+
+
+def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100) -> np.ndarray:
+    """D = C^{-1}: the log point values whose log cell averages are ``log_avg``, to round-off.
+
+    From ``guess`` (default log_avg - kappa(log_avg)): Newton steps in 1D, the fixed-point
+    iteration lhat <- log_avg - kappa(lhat) in 2D, until the residual C(lhat) - log_avg stops
+    decreasing at round-off."""
+    finite = np.isfinite(log_avg)
+    lhat = np.where(finite, guess, log_avg) if guess is not None else log_avg - sum(cell_shift(log_avg, grid))
+    floor = 8e-16 * np.maximum(1.0, np.abs(np.where(finite, log_avg, 0.0)))
+    prev = np.inf
+    for _ in range(max_iter):
+        shifts, parts = _shifts(lhat, grid)
+        resid = np.where(finite, lhat + sum(shifts) - log_avg, 0.0)
+        size = float(np.max(np.abs(resid) - floor, initial=0.0))
+        if size <= 0.0 or (size >= prev and size < 1e-10):
+            break
+        prev = size
+        if grid.dim == 1:
+            lhat = lhat - _newton_1d(resid, parts[0][1], parts[0][2], grid.periodic)
+            if size < 1e-8 and not grid.periodic:        # the next residual is ~size^2: round-off
+                break
+        else:
+            lhat = lhat - resid
+    return lhat
+
+
+@njit(cache=True)
+def _lines_rates(lines, target, kappa, periodic, weight, up, down):
+    """Log-quadratic jump rates of every row (the kernels' own formula), times the column weights:
+    up[i] *= weight[i], down[i] *= weight[i + 1]."""
+    m, n = lines.shape
+    for r in range(m):
+        _log_mean_line(lines[r], target[r], kappa, periodic, up[r], down[r], n, 2)
+        for i in range(n):
+            up[r, i] *= weight[r, i]
+            down[r, i] *= weight[r, i + 1 if i < n - 1 else 0]
+
+
+
+
+def log_quadratic_rates(lhat: np.ndarray, log_target: np.ndarray, axis: int, kappa: float, periodic: bool,
+                        log_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Jump rates (up, down) along ``axis`` of the log-quadratic flux at the point values ``lhat``
+    (``gridflow.flows.kernels``: exact edge flux for Gaussians, the log mean where log rho is not
+    resolved), with column weights e^{log_weight}: the flux across (i, i+1) is
+    up_i rho_i - down_i rho_{i+1} for rho = e^{lhat - log_weight}.  Entry i is the edge (i, i+1); at
+    a wall the last entry is 0."""
+    lines = _as_lines(lhat, axis)
+    weight = np.ones_like(lines) if log_weight is None else np.exp(_as_lines(log_weight, axis))
+    up, down = np.empty_like(lines), np.empty_like(lines)
+    _lines_rates(lines, _as_lines(log_target, axis), float(kappa), periodic, weight, up, down)
+    return tuple(_from_lines(o, lhat.shape, axis) for o in (up, down))
