@@ -35,9 +35,11 @@ MAX_SLOPE = 12.0
 #: Gauss–Legendre rule on [-1/2, 1/2] for the cell mean (exact to round-off for |slope| <= MAX_SLOPE)
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
 _NODES, _WEIGHTS = 0.5 * _NODES, 0.5 * _WEIGHTS
-#: ... and a shorter one where |slope| + |curvature|/4 <= 2 (error below 1e-18)
-_NODES_FEW, _WEIGHTS_FEW = np.polynomial.legendre.leggauss(10)
-_NODES_FEW, _WEIGHTS_FEW = 0.5 * _NODES_FEW, 0.5 * _WEIGHTS_FEW
+#: ... and shorter ones where |slope| + |curvature|/4 <= 2, 0.7, 0.2 (errors below 1e-16)
+_TIERS = (2.0, 0.7, 0.2)
+_RULES = [np.polynomial.legendre.leggauss(m) for m in (10, 7, 5)]
+_NODES_10, _NODES_7, _NODES_5 = (0.5 * r[0] for r in _RULES)
+_WEIGHTS_10, _WEIGHTS_7, _WEIGHTS_5 = (0.5 * r[1] for r in _RULES)
 
 
 @njit(cache=True)
@@ -68,7 +70,15 @@ def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
                 b = 0.5 * (lp - lm)
             if not (abs(b) <= MAX_SLOPE and abs(k) <= MAX_SLOPE):
                 continue
-            nodes, weights = (_NODES_FEW, _WEIGHTS_FEW) if abs(b) + 0.25 * abs(k) <= 2.0 else (_NODES, _WEIGHTS)
+            size = abs(b) + 0.25 * abs(k)
+            if size <= _TIERS[2]:
+                nodes, weights = _NODES_5, _WEIGHTS_5
+            elif size <= _TIERS[1]:
+                nodes, weights = _NODES_7, _WEIGHTS_7
+            elif size <= _TIERS[0]:
+                nodes, weights = _NODES_10, _WEIGHTS_10
+            else:
+                nodes, weights = _NODES, _WEIGHTS
             top = 0.5 * abs(b) + 0.125 * max(k, 0.0)
             t0 = 0.0
             t1 = 0.0
@@ -135,31 +145,67 @@ def to_averages(lhat: np.ndarray, grid: Grid) -> np.ndarray:
     return lhat + sum(cell_shift(lhat, grid))
 
 
-def _newton_1d(resid: np.ndarray, eu: np.ndarray, eu2: np.ndarray, periodic: bool) -> np.ndarray:
-    """(dC/dlhat)^{-1} resid in 1D: C_i depends on lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2
-    and K = l_{i+1} - 2 l_i + l_{i-1}, dkappa/dB = E[u], dkappa/dK = E[u^2]/2 (the one-sided wall
-    rows are one-sided; periodic corners are dropped there: a quasi-Newton step)."""
-    from scipy.linalg import solve_banded
-
-    n = resid.size
+@njit(cache=True)
+def _lines_newton(eu, eu2, x, periodic):
+    """x <- (dC_k/dlhat)^{-1} x on every row, C_k = lhat + kappa_k along the rows: C_i depends on
+    lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2 and K = l_{i+1} - 2 l_i + l_{i-1}, with
+    dkappa/dB = E[u], dkappa/dK = E[u^2]/2; the wall rows are one-sided (periodic corners are
+    dropped: there a quasi-Newton step)."""
+    m, n = x.shape
     ab = np.zeros((5, n))                        # ab[2 + i - j, j] = A[i, j]
-    ab[2] = 1.0 - eu2
-    ab[1, 1:] = 0.5 * (eu[:-1] + eu2[:-1])       # row i, column i+1
-    ab[3, :-1] = 0.5 * (eu2[1:] - eu[1:])       # row i, column i-1
-    if not periodic and n >= 3:                  # B = s (l_{j+s} - l_j) - K/2... one-sided, K = l_j - 2 l_{j+s} + l_{j+2s}
-        ab[2, 0], ab[1, 1], ab[0, 2] = (1.0 - 1.5 * eu[0] + 0.5 * eu2[0], 2.0 * eu[0] - eu2[0],
-                                        -0.5 * eu[0] + 0.5 * eu2[0])
-        ab[2, -1], ab[3, -2], ab[4, -3] = (1.0 + 1.5 * eu[-1] + 0.5 * eu2[-1], -2.0 * eu[-1] - eu2[-1],
-                                           0.5 * eu[-1] + 0.5 * eu2[-1])
-    return solve_banded((2, 2), ab, resid, check_finite=False)
+    for r in range(m):
+        e1, e2 = eu[r], eu2[r]
+        ab[:, :] = 0.0
+        for i in range(n):
+            ab[2, i] = 1.0 - e2[i]
+            if i + 1 < n:
+                ab[1, i + 1] = 0.5 * (e1[i] + e2[i])        # row i, column i + 1
+                ab[3, i] = 0.5 * (e2[i + 1] - e1[i + 1])    # row i + 1, column i
+        if not periodic and n >= 3:              # B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
+            ab[2, 0] = 1.0 - 1.5 * e1[0] + 0.5 * e2[0]
+            ab[1, 1] = 2.0 * e1[0] - e2[0]
+            ab[0, 2] = -0.5 * e1[0] + 0.5 * e2[0]
+            ab[2, n - 1] = 1.0 + 1.5 * e1[n - 1] + 0.5 * e2[n - 1]
+            ab[3, n - 2] = -2.0 * e1[n - 1] - e2[n - 1]
+            ab[4, n - 3] = 0.5 * e1[n - 1] + 0.5 * e2[n - 1]
+        _banded_solve(ab, x[r])
+
+
+def _newton_step(resid: np.ndarray, parts: list, grid: Grid) -> np.ndarray:
+    """Newton's correction (1D), or its alternating-direction approximation
+    (I + J_y)^{-1} (I + J_x)^{-1} resid (2D, the cross term left out)."""
+    for k in range(grid.dim):
+        lines = _as_lines(resid, k).copy()
+        _lines_newton(_as_lines(parts[k][1], k), _as_lines(parts[k][2], k), lines, grid.periodic)
+        resid = _from_lines(lines, resid.shape, k)
+    return resid
+
+
+@njit(cache=True)
+def _banded_solve(ab, x):
+    """Solve A x = rhs in place (``x`` holds rhs), A banded (2, 2) in LAPACK storage ab[2 + i - j, j],
+    by elimination without pivoting (A = I + dkappa/dlhat is diagonally dominant)."""
+    n = x.size
+    for k in range(n):
+        piv = ab[2, k]
+        for i in range(k + 1, min(k + 3, n)):
+            f = ab[2 + i - k, k] / piv
+            if f != 0.0:
+                for j in range(k + 1, min(k + 3, n)):
+                    ab[2 + i - j, j] -= f * ab[2 + k - j, j]
+                x[i] -= f * x[k]
+    for k in range(n - 1, -1, -1):
+        acc = x[k]
+        for j in range(k + 1, min(k + 3, n)):
+            acc -= ab[2 + k - j, j] * x[j]
+        x[k] = acc / ab[2, k]
 
 
 def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100) -> np.ndarray:
     """D = C^{-1}: the log point values whose log cell averages are ``log_avg``, to round-off.
 
-    From ``guess`` (default log_avg - kappa(log_avg)): Newton steps in 1D, the fixed-point
-    iteration lhat <- log_avg - kappa(lhat) in 2D, until the residual C(lhat) - log_avg stops
-    decreasing at round-off."""
+    From ``guess`` (default log_avg - kappa(log_avg)): Newton steps (2D: alternating-direction
+    Newton) until the residual C(lhat) - log_avg stops decreasing at round-off."""
     finite = np.isfinite(log_avg)
     lhat = np.where(finite, guess, log_avg) if guess is not None else log_avg - sum(cell_shift(log_avg, grid))
     floor = 8e-16 * np.maximum(1.0, np.abs(np.where(finite, log_avg, 0.0)))
@@ -171,12 +217,9 @@ def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, 
         if size <= 0.0 or (size >= prev and size < 1e-10):
             break
         prev = size
-        if grid.dim == 1:
-            lhat = lhat - _newton_1d(resid, parts[0][1], parts[0][2], grid.periodic)
-            if size < 1e-8 and not grid.periodic:        # the next residual is ~size^2: round-off
-                break
-        else:
-            lhat = lhat - resid
+        lhat = lhat - _newton_step(resid, parts, grid)
+        if size < 1e-8 and grid.dim == 1 and not grid.periodic:      # the next residual is ~size^2
+            break
     return lhat
 
 

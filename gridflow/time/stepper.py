@@ -131,6 +131,7 @@ class Stepper:
         #: the state is log cell averages, converted to point values for the Fisher-Rao step and the
         #: flux (gridflow.flows.nodal): with the log-quadratic flux and a Wasserstein part
         self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0
+        self._target_shifts: dict[float, list[np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
@@ -262,7 +263,12 @@ class Stepper:
         """
         shifts = [shift] if self.grid.dim == 1 else cell_shift(log_avg - shift, self.grid)
         log_pi = self.path.log_reference + lam * self.path.tilt
-        pi_shifts = cell_shift(log_pi, self.grid) if self.grid.dim > 1 else [0.0]
+        pi_shifts = self._target_shifts.get(lam)
+        if pi_shifts is None:           # the target's shift across each axis (cached per lambda)
+            pi_shifts = cell_shift(log_pi, self.grid) if self.grid.dim > 1 else [0.0]
+            if len(self._target_shifts) > 16:
+                self._target_shifts.clear()
+            self._target_shifts[lam] = pi_shifts
         periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
 
         def axis_step(k: int, values: np.ndarray, tau: float) -> np.ndarray:
