@@ -45,7 +45,7 @@ _WEIGHTS_10, _WEIGHTS_7, _WEIGHTS_5 = (0.5 * r[1] for r in _RULES)
 @njit(cache=True)
 def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
     """Per cell of every row of ``lines``: kappa (log cell mean of exp(q - q(x_i)), q the quadratic
-    through the row's values at i-1, i, i+1, one-sided at walls) and the tilted cell measure's first
+    through the row's values at i-1, i, i+1, one-sided at walls, none at a periodic wrap) and the tilted cell measure's first
     two moments E[u], E[u^2] (u in cells); all 0 where the quadratic is not trusted."""
     m, n = lines.shape
     for r in range(m):
@@ -54,11 +54,9 @@ def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
             kappa[r, i] = 0.0
             mean_u[r, i] = 0.0
             mean_u2[r, i] = 0.0
-            if periodic:
-                lm, l0, lp = row[i - 1 if i > 0 else n - 1], row[i], row[i + 1 if i < n - 1 else 0]
-                k = lp - 2.0 * l0 + lm
-                b = 0.5 * (lp - lm)
-            elif n < 3:
+            if n < 3 or (periodic and (i == 0 or i == n - 1)):
+                # the wrap of a periodic line is often a kink (a density that is not periodic):
+                # no quadratic across it
                 continue
             elif i == 0 or i == n - 1:
                 j, s = (0, 1) if i == 0 else (n - 1, -1)
@@ -127,9 +125,8 @@ def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[
         with np.errstate(invalid="ignore"):
             cross = 0.25 * (lpp + lmm - lpm - lmp) * parts[0][1] * parts[1][1]
         cross = np.where(np.isfinite(cross), cross, 0.0)
-        if not grid.periodic:
-            cross[[0, -1], :] = 0.0
-            cross[:, [0, -1]] = 0.0
+        cross[[0, -1], :] = 0.0
+        cross[:, [0, -1]] = 0.0
         shifts = [s + 0.5 * cross for s in shifts]
     return shifts, parts
 
@@ -149,8 +146,8 @@ def to_averages(lhat: np.ndarray, grid: Grid) -> np.ndarray:
 def _lines_newton(eu, eu2, x, periodic):
     """x <- (dC_k/dlhat)^{-1} x on every row, C_k = lhat + kappa_k along the rows: C_i depends on
     lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2 and K = l_{i+1} - 2 l_i + l_{i-1}, with
-    dkappa/dB = E[u], dkappa/dK = E[u^2]/2; the wall rows are one-sided (periodic corners are
-    dropped: there a quasi-Newton step)."""
+    dkappa/dB = E[u], dkappa/dK = E[u^2]/2; the wall rows are one-sided (periodic lines have kappa = 0
+    in their first and last cell: identity rows)."""
     m, n = x.shape
     ab = np.zeros((5, n))                        # ab[2 + i - j, j] = A[i, j]
     for r in range(m):
@@ -161,7 +158,7 @@ def _lines_newton(eu, eu2, x, periodic):
             if i + 1 < n:
                 ab[1, i + 1] = 0.5 * (e1[i] + e2[i])        # row i, column i + 1
                 ab[3, i] = 0.5 * (e2[i + 1] - e1[i + 1])    # row i + 1, column i
-        if not periodic and n >= 3:              # B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
+        if not periodic and n >= 3:              # (periodic: kappa = 0 at the wrap, identity rows) B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
             ab[2, 0] = 1.0 - 1.5 * e1[0] + 0.5 * e2[0]
             ab[1, 1] = 2.0 * e1[0] - e2[0]
             ab[0, 2] = -0.5 * e1[0] + 0.5 * e2[0]
@@ -218,7 +215,7 @@ def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, 
             break
         prev = size
         lhat = lhat - _newton_step(resid, parts, grid)
-        if size < 1e-8 and grid.dim == 1 and not grid.periodic:      # the next residual is ~size^2
+        if size < 1e-8 and grid.dim == 1:      # Newton: the next residual is ~size^2, round-off
             break
     return lhat
 

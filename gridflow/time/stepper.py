@@ -53,7 +53,9 @@ FLUX_DESCRIPTIONS = {
     "log-mean": "log-mean two-point flux kappa Lambda(rho_i, rho_j)(g_i - g_j), g = log(rho/pi) (2nd order, "
                 "error constant set by the density, not the drift)",
     "log-quadratic": "flux kappa m (g_i - g_j), g = log(rho/pi), mobility m = rho at the edge from the quadratic "
-                     "through log rho at four cells (2nd order; exact mobility for Gaussians)",
+                     "through log rho at four cells (2nd order; exact mobility for Gaussians); the state is cell "
+                     "averages, converted exactly for Gaussians to the point values that the flux and the "
+                     "Fisher-Rao step use",
 }
 
 
