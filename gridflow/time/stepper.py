@@ -12,7 +12,10 @@ positive and exactly mass-conserving at any dt), solved on the log density
 (:func:`gridflow.flows.fokker_planck.log_axis_step`).  The composition is second order in time; it
 keeps the density positive and its mass exact at any step size, and the discrete equilibrium
 exactly.  The state is the log density throughout: no step turns a finite log density into
--inf, however far below the floating-point range the density is.
+-inf, however far below the floating-point range the density is.  With the log-quadratic flux the
+state is the log of the *cell averages*; FR acts exactly on the point values (converted exactly for
+Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of the point values
+(:meth:`Stepper._wasserstein_cell_averages`), and the KL guard compares averages with averages.
 
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
