@@ -14,7 +14,9 @@ as its state and converts (docs/numerics.md, "cell averages and point values"):
 * :func:`to_points` ``D = C^{-1}`` by fixed-point iteration to round-off (a contraction where
   |l'| h is moderate);
 * :func:`log_quadratic_rates`: the jump rates of the log-quadratic flux from point values, for
-  :class:`~gridflow.flows.fokker_planck.AxisRates` acting on the cell averages.
+  :class:`~gridflow.flows.fokker_planck.AxisRates` acting on the cell averages;
+* :func:`transverse_targets` (2D): the target of each axis' flux, log pi averaged across the other
+  axis with rho's weights.
 
 The quadratic is not used where it means nothing: cells next to an empty one, or where the
 slope or curvature per cell exceeds :data:`MAX_SLOPE` (kappa = 0 there, as before this module).
@@ -129,6 +131,38 @@ def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[
         cross[:, [0, -1]] = 0.0
         shifts = [s + 0.5 * cross for s in shifts]
     return shifts, parts
+
+
+def transverse_targets(lhat: np.ndarray, log_pi: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """2D: per axis k the target of the axis-k flux for the point values ``lhat``: log pi averaged
+    across the other axis j, log pi + kappa_j(log pi) (+ half the cross term), with the change of
+    its difference along k corrected from pi's to rho's weights across the cell,
+    K_xy (E_rho[v] - E_pi[v]) per edge (K_xy = h_x h_y d^2 log pi/dx dy, E the tilted cell means
+    across j, in cells).  The correction vanishes where lhat = log pi + const (exact equilibrium);
+    none on periodic grids (it does not close around the wrap)."""
+    shifts_pi, parts_pi = _shifts(log_pi, grid)
+    _, parts_rho = _shifts(lhat, grid)
+    targets = []
+    for k in range(2):
+        j = 1 - k
+        target = log_pi + shifts_pi[j]
+        if not grid.periodic:
+            rolled = [np.roll(log_pi, (a, b), (0, 1)) for a, b in ((-1, -1), (1, 1), (-1, 1), (1, -1))]
+            kxy = 0.25 * (rolled[0] + rolled[1] - rolled[2] - rolled[3])
+            kxy[[0, -1], :] = 0.0
+            kxy[:, [0, -1]] = 0.0
+            gap = parts_rho[j][1] - parts_pi[j][1]
+            step = 0.25 * (kxy + np.roll(kxy, -1, axis=k)) * (gap + np.roll(gap, -1, axis=k))
+            last = [slice(None)] * 2
+            last[k] = -1
+            step[tuple(last)] = 0.0
+            total = np.roll(np.cumsum(step, axis=k), 1, axis=k)
+            first = [slice(None)] * 2
+            first[k] = 0
+            total[tuple(first)] = 0.0
+            target = target + np.where(np.isfinite(total), total, 0.0)
+        targets.append(target)
+    return targets
 
 
 def cell_shift(lhat: np.ndarray, grid: Grid) -> list[np.ndarray]:

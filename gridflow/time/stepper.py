@@ -43,7 +43,7 @@ from gridflow.analysis.diagnostics import kl_divergence
 from gridflow.errors import NumericalError, ScheduleError
 from gridflow.flows.fisher_rao import fisher_rao_step
 from gridflow.flows.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
-from gridflow.flows.nodal import cell_shift, log_quadratic_rates, to_averages, to_points
+from gridflow.flows.nodal import cell_shift, log_quadratic_rates, to_averages, to_points, transverse_targets
 from gridflow.core.logspace import logsumexp
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
@@ -136,7 +136,6 @@ class Stepper:
         #: the state is log cell averages, converted to point values for the Fisher-Rao step and the
         #: flux (gridflow.flows.nodal): with the log-quadratic flux and a Wasserstein part
         self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0
-        self._target_shifts: dict[float, list[np.ndarray]] = {}
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
@@ -260,24 +259,22 @@ class Stepper:
         """W(dt) on the log cell averages (2D: Strang over the axes).
 
         Along axis k the flux is the log-quadratic one of the values that are point values along k
-        and averages across it, l - kappa_k, towards the target's such values: exact edge fluxes for
-        Gaussians.  kappa_k (``shift`` = log_avg - point values, split by axis) is frozen within the step, so the generator acting on the
+        and averages across it, l - kappa_k, towards the target's such values
+        (:func:`~gridflow.flows.nodal.transverse_targets`): exact edge fluxes for Gaussians.  kappa_k (``shift`` = log_avg - point values, split by axis) is frozen within the step, so the generator acting on the
         cell averages is the log-quadratic one with column weights e^{-kappa_k}: positive, conservative,
         and at rest exactly when the point values are log pi + const.  Each axis step is MPRK22 with
         the rates frozen at the midpoint predicted by an implicit Euler half step (second order).
         """
-        shifts = [shift] if self.grid.dim == 1 else cell_shift(log_avg - shift, self.grid)
         log_pi = self.path.log_reference + lam * self.path.tilt
-        pi_shifts = self._target_shifts.get(lam)
-        if pi_shifts is None:           # the target's shift across each axis (cached per lambda)
-            pi_shifts = cell_shift(log_pi, self.grid) if self.grid.dim > 1 else [0.0]
-            if len(self._target_shifts) > 16:
-                self._target_shifts.clear()
-            self._target_shifts[lam] = pi_shifts
+        if self.grid.dim == 1:
+            shifts, targets = [shift], [log_pi]
+        else:
+            points = log_avg - shift
+            shifts, targets = cell_shift(points, self.grid), transverse_targets(points, log_pi, self.grid)
         periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
 
         def axis_step(k: int, values: np.ndarray, tau: float) -> np.ndarray:
-            target = log_pi + sum(pi_shifts) - pi_shifts[k]
+            target = targets[k]
 
             def rates(at: np.ndarray) -> AxisRates:
                 up, down = log_quadratic_rates(at - shifts[k], target, k, kap[k], periodic, -shifts[k])
