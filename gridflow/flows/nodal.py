@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from gridflow.core.grid import Grid
-from gridflow.flows.kernels import _log_mean_line
+from gridflow.flows.kernels.rates import _log_mean_line
 
 #: above this |l' h| or |l'' h^2| the quadratic fit is not trusted (kappa = 0 in that cell)
 MAX_SLOPE = 12.0
@@ -280,3 +280,16 @@ def log_quadratic_rates(lhat: np.ndarray, log_target: np.ndarray, axis: int, kap
     up, down = np.empty_like(lines), np.empty_like(lines)
     _lines_rates(lines, _as_lines(log_target, axis), float(kappa), periodic, weight, up, down)
     return tuple(_from_lines(o, lhat.shape, axis) for o in (up, down))
+
+
+def _drop_stale() -> None:
+    """The kernels here compile in the flux rates (:mod:`gridflow.flows.kernels.rates`): drop their
+    disk caches when that module is newer (numba checks a cache against its own file only)."""
+    import sys
+
+    from gridflow.flows.kernels import drop_stale_caches, rates, scalar
+
+    drop_stale_caches(sys.modules[__name__], (rates, scalar))
+
+
+_drop_stale()
