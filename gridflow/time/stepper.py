@@ -228,14 +228,22 @@ class Stepper:
                     ex = extrapolate(half.log_rho, full.log_rho)
                     if ex is not None:
                         candidates.insert(0, ex)
+                kl_new = None
                 if self._target_fixed(state):
-                    # the KL guard judges exactly the state that would be accepted
+                    # the KL guard judges exactly the state that would be accepted: the first candidate
+                    # that does not increase the discrete KL (computed in order, only as far as needed)
                     log_pi = self.path.log_density(state.lam)
                     if kl_before is None or kl_before[0] is not state:
                         kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
                     kl0 = kl_before[1]
                     slack = 1e-13 * max(1.0, abs(kl0))
-                    candidates = [c for c in candidates if kl_divergence(c, log_pi, self.grid) <= kl0 + slack]
+                    passing = None
+                    for c in candidates:
+                        kl_c = kl_divergence(c, log_pi, self.grid)
+                        if kl_c <= kl0 + slack:
+                            passing, kl_new = c, kl_c
+                            break
+                    candidates = [] if passing is None else [passing]
                     if not candidates:
                         self.stats.rejected_kl += 1
                 accepted = candidates[0] if candidates else None
@@ -244,7 +252,10 @@ class Stepper:
                 t_new = t_end if t_end - (state.t + dt) < eps else state.t + dt
                 if accepted is not half.log_rho:
                     self.stats.extrapolated += 1
+                lam_old = state.lam
                 state = State(t_new, accepted, half.lam)
+                if kl_new is not None and state.lam == lam_old:
+                    kl_before = (state, kl_new)     # the next step's guard starts from this KL
                 self.stats.record(state.t, dt, float(err), keep=self.keep_history)
                 if on_step is not None:
                     on_step(state)
