@@ -44,6 +44,11 @@ from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
+#: lambdas whose W operators are kept (:meth:`Stepper.rates`).  Reuse happens only while lambda is
+#: fixed; during a tempering ramp every step brings three new lambdas, and each entry holds four
+#: arrays of the grid's size (32 MB at 1024²), so a long cache only costs memory.
+RATES_CACHE_SIZE = 3
+
 #: the two-point flux of the Wasserstein part, by the name ``flow.flux`` takes
 FLUX_DESCRIPTIONS = {
     "scharfetter-gummel": "Scharfetter-Gummel two-point flux (2nd order; error constant grows with the cell "
@@ -144,8 +149,8 @@ class Stepper:
                     axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
                     for k, (dr, dt_) in enumerate(zip(self._ref_diff, self._tilt_diff))
                 ]
-            if len(self._rates_cache) > 16:
-                self._rates_cache.clear()
+            if len(self._rates_cache) >= RATES_CACHE_SIZE:
+                del self._rates_cache[next(iter(self._rates_cache))]      # the oldest
             self._rates_cache[lam] = cached
         return cached
 
