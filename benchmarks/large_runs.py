@@ -1,6 +1,7 @@
 """Large 2D runs of P3 (issue 12, acceptance 2), measured; prints the Markdown table of docs/benchmarks.md.
 
-    python benchmarks/large_runs.py [--repeat 3] [--fresh] [--table-only] [--cross-check]
+    python benchmarks/large_runs.py [--repeat 3] [--cross-check] [--write-docs]
+                                    [--fresh] [--fresh-reference] [--table-only]
 
 Targets: P3 at 512² to L1 <= 1.2e-4 in under 5 s; 1024² to t = 2 in under 30 s and under 1 GB;
 a 1024² tempered WFR run with 50 frames streamed to disk under 1 GB.
@@ -14,9 +15,10 @@ a 1024² tempered WFR run with 50 frames streamed to disk under 1 GB.
    and the two extrapolations are compared (an independent check of the reference's error).
    Other grids (1024²) are compared with the reference interpolated to their centres (bicubic
    spline of u_1536 plus the spline of the Richardson correction; interpolation error ~h^4).
-2. Search at 512²: every flux x a few tolerances, solved in-process; the cheapest setting with
-   L1 <= 1.2e-4 is then timed as ``gridflow run`` processes (median of ``--repeat``).
-3. 1024² with the setting found: one ``gridflow run`` process.
+2. Search at 512²: every flux x a few tolerances, solved in-process.  Per flux the loosest
+   tolerance with L1 <= 1.2e-4 is timed as ``gridflow run`` processes (median of ``--repeat``,
+   the fluxes interleaved), and one in-process solve of the fastest is profiled (cProfile).
+3. 1024² with the fastest setting: one ``gridflow run`` process.
 4. 1024² tempered WFR (``flow.kind = "wfr"``, linear schedule to t = 1) with 50 saved frames
    after t = 0: the file is polled during the run (size and number of complete frames, read
    as a SWMR reader) to show that it is written frame by frame.
@@ -24,7 +26,8 @@ a 1024² tempered WFR run with 50 frames streamed to disk under 1 GB.
 Every process is timed with ``/usr/bin/time`` (peak RSS) and the 1-minute load average is noted
 before it (the machine is shared).  Densities are cell-centre values normalised on their grid
 (docs/conventions.md), so L1 is the midpoint sum of |u - ref| over the grid of u.
-Results are cached in benchmarks/.cache/ (solutions as .npy, measurements in large_runs.json).
+Results are cached in benchmarks/.cache/ (solutions as .npz, measurements in large_runs.json);
+``--write-docs`` rewrites the section "Large runs (issue 12, acceptance 2)" of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -96,24 +99,28 @@ def l1(u: np.ndarray, ref: np.ndarray) -> float:
 
 
 class Reference:
-    """The Richardson reference from 512² and 1536² (common centres), with its error estimates."""
+    """The Richardson reference from grids n² and (3n)² (common centres), with its error estimate."""
 
     def __init__(self, coarse: np.ndarray, fine: np.ndarray) -> None:
+        if fine.shape[0] != 3 * coarse.shape[0]:
+            raise ValueError(f"the fine grid must have 3 times the cells of the coarse one, got {fine.shape} "
+                             f"and {coarse.shape}")
         self.fine = fine
-        at_coarse = fine[1::3, 1::3]                        # the 1536² centres that are 512² centres
+        at_coarse = fine[1::3, 1::3]                        # the fine centres that are coarse centres
         self.correction = (at_coarse - coarse) / 8.0        # (3^2 - 1) for a second-order error
-        self.at_512 = at_coarse + self.correction
-        self.fine_error = l1(at_coarse, coarse) / 8.0       # estimated L1 error of u_1536
+        self.at_coarse = at_coarse + self.correction
+        self.fine_error = l1(at_coarse, coarse) / 8.0       # estimated L1 error of the fine solution
 
     def on_grid(self, n: int) -> np.ndarray:
-        """The reference at the centres of an n² grid (exact at 512², bicubic splines otherwise)."""
-        if n == 512:
-            return self.at_512
+        """The reference at the centres of an n² grid (exact on the coarse grid, bicubic splines otherwise)."""
+        nc, nf = self.correction.shape[0], self.fine.shape[0]
+        if n == nc:
+            return self.at_coarse
         from scipy.interpolate import RectBivariateSpline
 
         x = centres(n)
-        fine = RectBivariateSpline(centres(1536), centres(1536), self.fine)(x, x)
-        corr = RectBivariateSpline(centres(512), centres(512), self.correction)(x, x)
+        fine = RectBivariateSpline(centres(nf), centres(nf), self.fine)(x, x)
+        corr = RectBivariateSpline(centres(nc), centres(nc), self.correction)(x, x)
         return fine + corr
 
 
@@ -127,13 +134,13 @@ def reference(args) -> tuple[Reference, dict]:
             "space_error_1536": ref.fine_error,
             # the L1 change of the 512² solve when the tolerance is loosened 10x bounds its time error
             "time_change_10x_tol": l1(loose, c),
-            "l1_512_to_ref": l1(c, ref.at_512)}
+            "l1_512_to_ref": l1(c, ref.at_coarse)}
     if args.cross_check:
         cq, *_ = solve_cached(512, REF_TOL, "log-quadratic", fresh=fresh)
         fq, *_ = solve_cached(1536, REF_TOL, "log-quadratic", fresh=fresh)
         other = Reference(cq, fq)
         info["log_quadratic_space_error_1536"] = other.fine_error
-        info["cross_check_l1"] = l1(other.at_512, ref.at_512)
+        info["cross_check_l1"] = l1(other.at_coarse, ref.at_coarse)
     return ref, info
 
 
@@ -210,7 +217,7 @@ def search(ref: Reference, args) -> list[dict]:
     for flux in FLUXES:
         for tol in SEARCH_TOLS:
             rho, seconds, load = solve_cached(512, tol, flux, fresh=args.fresh)
-            rows.append({"flux": flux, "tol": tol, "seconds": seconds, "load": load, "l1": l1(rho, ref.at_512)})
+            rows.append({"flux": flux, "tol": tol, "seconds": seconds, "load": load, "l1": l1(rho, ref.at_coarse)})
             print(f"search 512^2 {flux} tol {tol:g}: L1 {rows[-1]['l1']:.2e}, {seconds:.1f} s in-process", flush=True)
     return rows
 
@@ -226,6 +233,31 @@ def wfr_case(n: int, flux: str, tol: float) -> dict:
     case["tempering"] = {"schedule": {"kind": "linear", "duration": 1.0}}
     case["time"] = {"end": 2.0, "save_every": 2.0 / WFR_FRAMES, "tolerance": tol}
     return case
+
+
+def profile_solve(n: int, flux: str, tol: float) -> dict:
+    """cProfile of one in-process solve: total seconds and the share of the main functions."""
+    import cProfile
+    import pstats
+
+    import gridflow
+
+    case = make_case("P3", cells=n, tolerance=tol, flux=flux)
+    prof = cProfile.Profile()
+    prof.enable()
+    gridflow.solve(case)
+    prof.disable()
+    st = pstats.Stats(prof).stats   # (file, line, name) -> (calls, primitive, own s, cumulative s, callers)
+    total = max(v[3] for v in st.values())
+    parts = {"axis kernel (_blocked_walls)": "_blocked_walls", "KL guard (kl_sum)": "kl_sum",
+             "step error and extrapolation": ("local_error", "extrapolate"),
+             "set-up (Problem.from_case)": "from_case"}
+    out = {"seconds": total, "load": os.getloadavg()[0], "parts": {}}
+    for label, names in parts.items():
+        names = (names,) if isinstance(names, str) else names
+        hits = [v for k, v in st.items() if k[2] in names]
+        out["parts"][label] = {"calls": sum(v[0] for v in hits), "seconds": sum(v[3] for v in hits)}
+    return out
 
 
 def measure(ref: Reference, rows: list[dict], args) -> dict:
@@ -244,11 +276,12 @@ def measure(ref: Reference, rows: list[dict], args) -> dict:
     for k in range(args.repeat):
         for flux, tol in settings:
             r = run_process(setting_case(512, flux, tol), f"p3-512-{k}")
-            r["l1"] = l1(r.pop("density"), ref.at_512)
+            r["l1"] = l1(r.pop("density"), ref.at_coarse)
             runs[f"{flux}/{tol:g}"].append(r)
             print(f"512^2 {flux} tol {tol:g} run {k}: {r['wall']:.2f} s, {r['rss_mb']:.0f} MB, L1 {r['l1']:.2e}, "
                   f"load {r['load']:.1f}", flush=True)
     flux, tol = min(settings, key=lambda s: statistics.median(r["wall"] for r in runs[f"{s[0]}/{s[1]:g}"]))
+    prof = profile_solve(512, flux, tol)
     big = run_process(setting_case(1024, flux, tol), "p3-1024")
     big["l1"] = l1(big.pop("density"), ref.on_grid(1024))
     print(f"1024^2 {flux} tol {tol:g}: {big['wall']:.1f} s, {big['rss_mb']:.0f} MB, L1 {big['l1']:.2e}", flush=True)
@@ -256,7 +289,8 @@ def measure(ref: Reference, rows: list[dict], args) -> dict:
     wfr.pop("density")
     print(f"1024^2 WFR: {wfr['wall']:.1f} s, {wfr['rss_mb']:.0f} MB, {wfr['frames']} frames, "
           f"{wfr['file_mb']:.0f} MB file", flush=True)
-    return {"setting": {"flux": flux, "tol": tol}, "runs_512": runs, "run_1024": big, "wfr_1024": wfr}
+    return {"setting": {"flux": flux, "tol": tol}, "runs_512": runs, "profile_512": prof, "run_1024": big,
+            "wfr_1024": wfr}
 
 
 # ----------------------------------------------------------------------------- table
@@ -322,6 +356,11 @@ def table(res: dict) -> str:
               f"{wfr['wall']:.1f} | {wfr['rss_mb']:.0f} | {wfr['load']:.1f} | streams to disk, < 1 GB: {verdict(streamed(wfr) and wfr['rss_mb'] < 1024)} |",
               "", f"WFR file: {wfr['file_mb']:.0f} MB, {wfr['frames']} frames, every frame finite: "
               f"{wfr['all_frames_finite']}; {growth(wfr['polls'])}."]
+    if "profile_512" in m:
+        p = m["profile_512"]
+        share = "; ".join(f"{k} {v['seconds'] / p['seconds']:.0%} ({v['calls']} calls)" for k, v in p["parts"].items())
+        lines += ["", f"Where the time goes (cProfile of one in-process 512² solve of {flux}, tol {tol:g}: "
+                  f"{p['seconds']:.1f} s at load {p['load']:.1f}): {share}."]
     return "\n".join(lines)
 
 
@@ -330,7 +369,15 @@ def docs_section(res: dict) -> str:
     return "\n".join([LARGE_RUNS, "", "Generated by `python benchmarks/large_runs.py --write-docs` (this section only; "
                       "`run_all.py` keeps it) from `benchmarks/.cache/large_runs.json`. Targets: P3 at 512² to "
                       "L1 ≤ 1.2e-4 in under 5 s; 1024² to t = 2 in under 30 s and under 1 GB; a 1024² tempered "
-                      "WFR run with 50 frames streamed to disk under 1 GB.", "", table(res), ""])
+                      "WFR run with 50 frames streamed to disk under 1 GB.", "", table(res), "",
+                      "One timed 512² run by hand (the fastest setting above):", "",
+                      f"    {run_command(512, res['measured']['setting'])}", ""])
+
+
+def run_command(n: int, setting: dict) -> str:
+    """The ``gridflow run`` command of a P3 setting (the case file with overrides)."""
+    return (f"gridflow run benchmarks/cases/p3.toml --set 'grid.cells=[{n}, {n}]' "
+            f"--set 'flow.flux=\"{setting['flux']}\"' --set time.tolerance={setting['tol']:g}")
 
 
 def main() -> None:
