@@ -22,31 +22,31 @@ def _density_and_error(n: int) -> tuple[np.ndarray, np.ndarray]:
     return f, e
 
 
+def _synthetic_reference(n: int = 40):
+    """The Reference of u_n = f + h^2 e and u_3n (same f, e), with f, e at the n² centres and h."""
+    h = 12.0 / n
+    f, e = _density_and_error(n)
+    ff, ef = _density_and_error(3 * n)
+    return large_runs.Reference(f + h ** 2 * e, ff + (h / 3) ** 2 * ef), f, e, h
+
+
 def test_reference_removes_a_second_order_error_at_common_centres():
     # u_n = f + h^2 e at the centres: the pair (n, 3n) extrapolates to f, and |u_3n - u_n| / 8 is the
     # fine grid's own error h_3n^2 |e|, up to the normalisation by the discrete mass: the box (y = -6 is 5
     # standard deviations from the mean) cuts off a mass ~1e-6 of f, and of h^2 e, a relative change below 1e-5
-    n = 40
-    h = 12.0 / n
-    f, e = _density_and_error(n)
-    ff, ef = _density_and_error(3 * n)
-    ref = large_runs.Reference(f + h ** 2 * e, ff + (h / 3) ** 2 * ef)
+    ref, f, e, h = _synthetic_reference()
     assert np.abs(ref.at_coarse - f).max() < 1e-13 * f.max()
     true_fine_error = (h / 3) ** 2 * np.abs(e).sum() * h ** 2
     assert ref.fine_error == pytest.approx(true_fine_error, rel=1e-5)
 
 
 def test_reference_on_another_grid_is_the_spline_of_the_extrapolation():
-    n = 40
-    h = 12.0 / n
-    f, e = _density_and_error(n)
-    ff, ef = _density_and_error(3 * n)
-    ref = large_runs.Reference(f + h ** 2 * e, ff + (h / 3) ** 2 * ef)
+    ref, f, _, _ = _synthetic_reference()
     exact, _ = _density_and_error(80)
     # bicubic interpolation: O(h_fine^4 f'''') ~ 1e-4 * 0.1 here; the h^2 error itself (~6e-3) is removed
     assert np.abs(ref.on_grid(80) - exact).max() < 2e-4 * exact.max()
     with pytest.raises(ValueError, match="3 times"):
-        large_runs.Reference(f, ff[:-3, :-3])
+        large_runs.Reference(f, ref.fine[:-3, :-3])
 
 
 def test_splice_section_replaces_inserts_and_is_kept():
