@@ -226,7 +226,8 @@ def write_report(res: dict, *, json_name: str) -> Path:
     L += ["", "L1 here is limited by the reference's own error (table above) once it falls to that level.", "",
           f"![scaling](figures/benchmarks/{figs[1]})", "",
           "## Reproduce", "", "    pip install -e '.[bench]'", "    python benchmarks/run_all.py --quick   # about 10 min",
-          "    python benchmarks/run_all.py           # finer references, 5 rounds, 1024² scaling", ""]
+          "    python benchmarks/run_all.py           # finer references, 5 rounds, 1024² scaling",
+          "    python benchmarks/large_runs.py --cross-check --write-docs   # 'Large runs' (about 20 min)", ""]
     path = ROOT / "docs" / "benchmarks.md"
     text = "\n".join(L)
     kept = section(path.read_text(), LARGE_RUNS) if path.exists() else None
