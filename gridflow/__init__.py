@@ -185,11 +185,12 @@ def open_dataset(index, *, status="complete"):
     return _open(index, status=status)
 
 
-def sweep(sweep_file, *, output=None, workers=None, progress=False):
-    """Run a sweep file (``gridflow sweep``; see :func:`gridflow.batch.sweep.run_sweep`); return its index.csv path."""
+def sweep(sweep_file, *, output=None, workers=None, scheduler=None, progress=False):
+    """Run a sweep file (``gridflow sweep``) on local processes or, with ``scheduler``, a Dask cluster
+    (see :func:`gridflow.batch.sweep.run_sweep`); return its index.csv path."""
     from gridflow.batch.sweep import run_sweep
 
-    return run_sweep(sweep_file, output=output, workers=workers, progress=progress)
+    return run_sweep(sweep_file, output=output, workers=workers, scheduler=scheduler, progress=progress)
 
 
 __all__ = [

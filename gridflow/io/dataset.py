@@ -37,16 +37,6 @@ def _xarray():
     return xr
 
 
-def _column(values: Sequence[str]) -> np.ndarray:
-    """An index column as an array: integers, else floats (empty -> NaN), else strings."""
-    if all(v.lstrip("-").isdigit() for v in values):
-        return np.array([int(v) for v in values])
-    try:
-        return np.array([float(v) if v != "" else math.nan for v in values])
-    except ValueError:
-        return np.array(values, dtype=object)
-
-
 def _grid_key(ds) -> tuple:
     """What runs must share to be stacked: dimensions and cell bounds."""
     bounds = tuple(np.asarray(ds[f"{a}_bnds"].values).tobytes() for a in ("x", "y") if f"{a}_bnds" in ds)
@@ -69,7 +59,7 @@ def open_dataset(index: str | os.PathLike, *, status: str | None = "complete"):
     one per grid, in order of first appearance.  :class:`~gridflow.errors.TrajectoryFileError` if
     the index or a listed file is missing or unreadable, or no run qualifies.
     """
-    from gridflow.batch.sweep import INDEX_NAME, read_index
+    from gridflow.batch.index import INDEX_NAME, read_index
     from gridflow.io.trajectory import open_trajectory
 
     xr = _xarray()
@@ -132,6 +122,8 @@ def trajectory_to_dataset(tr):
 
 def _stack(xr, members: list, columns: Sequence[str]):
     """One Dataset from runs on one grid: concatenated along ``run``, index columns as coordinates."""
+    from gridflow.batch.index import typed_column
+
     datasets = []
     attrs = [dict(ds.attrs) for _, ds in members]
     differing = [k for k in dict.fromkeys(k for a in attrs for k in a)
@@ -153,7 +145,7 @@ def _stack(xr, members: list, columns: Sequence[str]):
     out = out.assign_coords(run=("run", np.array([int(row["run"]) for row, _ in members])))
     coords = {}
     for c in columns:
-        coords[c] = ("run", _column([row.get(c, "") or "" for row, _ in members]))
+        coords[c] = ("run", typed_column([row.get(c, "") or "" for row, _ in members]))
     for k in differing:
         if k in coords or k in out.variables:
             continue

@@ -160,11 +160,13 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
     ``long_name`` and further CF ``attrs``, ``_Netcdf4Coordinates`` (ids from ``dimid``) and its
     dimension scales.  ``scale=True`` makes it the coordinate variable of dimension ``name``
     (``_Netcdf4Dimid``); otherwise the scales of ``dims`` (created before) are attached.  Without
-    ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN).
+    ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN);
+    with ``data`` and ``maxshape`` it holds ``data`` and is growable likewise.
     """
     if data is not None:
         data = np.asarray(data, dtype=np.float64)
-        ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **FILTERS)
+        growable = {} if maxshape is None else {"maxshape": maxshape, "fillvalue": np.nan}
+        ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **growable, **FILTERS)
     else:
         ds = f.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=np.float64,
                               fillvalue=np.nan, track_order=True, **FILTERS)

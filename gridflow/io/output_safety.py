@@ -66,7 +66,8 @@ def lock_path(path: Path) -> Path:
 class OutputLock:
     """An exclusive, non-blocking ``flock`` on ``PATH.lock`` held while ``path`` is written.
 
-    The lock file holds the writer's process id (named in the error a second writer gets).  The
+    The lock file records the writer's process id (named in the error a second writer gets; an
+    extended attribute, or the file's content, :func:`_write_holder`).  The
     kernel drops the lock when its holder dies, so a killed writer never blocks the next one; a
     released lock file is deleted (after checking, under the lock, that it is still the file at
     ``PATH.lock``).
@@ -104,8 +105,7 @@ class OutputLock:
             if same:
                 break
             os.close(fd)  # the previous holder deleted it between our open and flock: retry
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        _write_holder(fd)
         self._fd = fd
 
     def release(self) -> None:
@@ -120,7 +120,29 @@ class OutputLock:
         self._fd = None
 
 
+_HOLDER_ATTR = "user.gridflow.pid"
+
+
+def _write_holder(fd: int) -> None:
+    """Record this process id in the lock file: as its extended attribute :data:`_HOLDER_ATTR`, which
+    needs no data block (on ext4 a data block makes the lock file's deletion cost milliseconds,
+    for every run), or as its content where extended attributes are not supported."""
+    pid = str(os.getpid()).encode()
+    try:
+        os.setxattr(fd, _HOLDER_ATTR, pid)
+        return
+    except (OSError, AttributeError):  # no user xattrs on this file system (or not Linux)
+        pass
+    os.ftruncate(fd, 0)
+    os.write(fd, pid)
+
+
 def _read_small(fd: int) -> str:
+    """The holder's process id recorded in a lock file (:func:`_write_holder`), as text."""
+    try:
+        return os.getxattr(fd, _HOLDER_ATTR).decode("ascii", "replace").strip()
+    except (OSError, AttributeError):
+        pass
     try:
         return os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError:

@@ -223,7 +223,7 @@ def solve(case: Mapping) -> list[Frame]:
 
 
 def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: bool = False,
-        resume: bool = False) -> Path:
+        resume: bool = False, buffered: bool = False) -> Path:
     """Solve a resolved case and write its trajectory file; return the file's path.
 
     ``output`` overrides ``[output] path``.  With ``progress`` a progress bar (tqdm) is shown
@@ -237,6 +237,10 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     file or one without frames is computed from the start; a damaged one is refused
     (:class:`~gridflow.errors.TrajectoryFileError` naming the frame).
 
+    With ``buffered`` the frames are kept in memory and the file is written in one go when the run
+    ends (the writer's buffered mode: no flush per frame; for short runs such as a sweep's): until
+    then the path holds no new file, and a resumed run's file is replaced, not continued in place.
+
     SIGTERM is handled like SIGINT while it runs (status ``interrupted``, KeyboardInterrupt).  A
     failed write (disk full, file-size limit, ...) raises :class:`~gridflow.errors.OutputWriteError`
     saying how many complete frames the file holds; the file can be resumed.
@@ -246,10 +250,11 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     and each frame gets the Richardson estimate of its L1 error (``error_estimate``).
     """
     with _sigterm_interrupts():
-        return _run(case, output=output, progress=progress, resume=resume)
+        return _run(case, output=output, progress=progress, resume=resume, buffered=buffered)
 
 
-def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, resume: bool) -> Path:
+def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, resume: bool,
+         buffered: bool = False) -> Path:
     """The body of :func:`run`."""
     from gridflow.io.case import dumps_case
     from gridflow.io.trajectory import open_trajectory, trajectory_attrs
@@ -317,9 +322,9 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
     transport = problem.flow in ("fokker-planck", "wfr")
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
-                          kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames),
-                          extra_names=("steps", "rejected_steps", *(("error_estimate",) if estimator is not None else ()))
-                          ) as writer:
+                          kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames) and not buffered,
+                          extra_names=("steps", "rejected_steps", *(("error_estimate",) if estimator is not None else ())),
+                          buffered=buffered) as writer:
         for frame in _frames(problem, t, on_step=on_step, times=times, state=state):
             d = frame.diagnostics
             total_steps += frame.steps

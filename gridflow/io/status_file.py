@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import h5py
+import numpy as np
 
 from gridflow.io.h5store import LIBVER, AttrValue, append_frame, trim_frames
 from gridflow.io.output_safety import OutputLock, check_output_path, remove_stale_temporaries, temporary_path
@@ -60,6 +63,44 @@ def reopen_writable(path: Path, *, error: Callable[[OSError], Exception],
             _time.sleep(0.05)
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM only recorded while the block runs, and raised again when it ends (to the
+    handlers in place before it).  For h5py work that must not be cut: a handler that raises
+    (Ctrl-C, :func:`gridflow.io.runner._sigterm_interrupts`) could otherwise run inside one of
+    h5py's weakref callbacks, where Python prints the exception and drops it.  Outside the main
+    thread (where Python runs no handler) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
+def _stacked(frames: list[tuple[float, Mapping[str, Any]]]) -> dict[str, np.ndarray]:
+    """Buffered frames ``(time, values)`` as one array per series (``time`` included), frame index
+    first; NaN where a frame lacks a series.  Empty without frames."""
+    if not frames:
+        return {}
+    out = {"time": np.array([t for t, _ in frames], dtype=np.float64)}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for _, values in frames:
+        for name, value in values.items():
+            shapes.setdefault(name, np.shape(value))
+    for name, shape in shapes.items():
+        blank = np.full(shape, np.nan)
+        out[name] = np.stack([np.asarray(values.get(name, blank), dtype=np.float64) for _, values in frames])
+    return out
+
+
 class StatusFile:
     """Base of a frame-by-frame writer: a file in SWMR mode whose ``status`` records the end.
 
@@ -82,6 +123,8 @@ class StatusFile:
         self._last_time = -math.inf
         self._lock: OutputLock | None = None
         self._handles: dict[str, h5py.Dataset] = {}
+        self._buffer: list[tuple[float, dict[str, Any]]] | None = None   # buffered mode: frames in memory
+        self._prefill: dict[str, np.ndarray] = {}   # buffered mode: each series' frames, for its creation
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -133,15 +176,9 @@ class StatusFile:
         """
         first = self._lock is None
         if first:
-            check_output_path(self._path, noun=f"{self._KIND} file")
-            self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
+            self._take_lock()
         try:
-            remove_stale_temporaries(self._path)
-            tmp = temporary_path(self._path)
-            try:
-                self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
-            except OSError as exc:
-                raise self._create_error(exc) from exc
+            tmp = self._open_temporary()
         except BaseException:
             if first:
                 self._release_lock()
@@ -162,6 +199,59 @@ class StatusFile:
             if isinstance(exc, OSError):
                 raise self._create_error(exc) from exc
             raise
+
+    def _take_lock(self) -> None:
+        """Check the output path and take its :class:`OutputLock`."""
+        check_output_path(self._path, noun=f"{self._KIND} file")
+        self._lock = OutputLock(self._path, noun=f"{self._KIND} file")
+
+    def _open_temporary(self) -> Path:
+        """Create the new file under a temporary name beside the path (stale ones of killed
+        writers removed first) as ``self._file``; return that name."""
+        remove_stale_temporaries(self._path)
+        tmp = temporary_path(self._path)
+        try:
+            self._file = h5py.File(tmp, "w", libver=LIBVER, track_order=True)
+        except OSError as exc:
+            raise self._create_error(exc) from exc
+        return tmp
+
+    def _start_buffered(self) -> None:
+        """Buffered mode: take the lock, keep frames in memory; :meth:`close` writes the whole file
+        (:meth:`_write_buffered`).  Until then nothing is written at the path."""
+        self._take_lock()
+        self._buffer = []
+
+    def _write_buffered(self, status: str) -> None:
+        """Write the buffered frames and ``status`` into a new file in one go (temporary name, then
+        renamed over the path): the same layout as a file written frame by frame, without its
+        per-frame flushes.  Each series is created holding its frames (:attr:`_prefill`, which
+        :meth:`_write_metadata` uses); a frame that lacks a series (an extra first seen later) holds NaN."""
+        frames, self._buffer = self._buffer or [], None
+        self._prefill = _stacked(frames)
+        with signals_deferred():     # SIGINT/SIGTERM wait until the file is written (or its writing failed)
+            self._write_file(status)
+
+    def _write_file(self, status: str) -> None:
+        """The body of :meth:`_write_buffered`."""
+        tmp = self._open_temporary()
+        try:
+            f = self._file
+            self._write_metadata()
+            f.attrs.modify("status", status)
+            f.close()
+            self._file = None
+            os.replace(tmp, self._path)
+        except BaseException as exc:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise self._create_error(exc) from exc
+            raise
+        finally:
+            self._prefill = {}
 
     def _abandon(self) -> None:
         """Close the file after a failed write without writing anything more to it.
@@ -240,6 +330,10 @@ class StatusFile:
         or ``RuntimeError``: disk full, file-size limit, ...) abandons the file
         (:meth:`_abandon`) and raises :meth:`_write_error`."""
         k = self._frames
+        if self._buffer is not None:
+            self._buffer.append((t, dict(values)))
+            self._frames, self._last_time = k + 1, t
+            return
         try:
             append_frame(self._require_open(), k, t, values, self._handles)
         except (OSError, RuntimeError) as exc:
@@ -252,6 +346,12 @@ class StatusFile:
         """Record ``status`` in the root attributes and close the file (idempotent)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if self._buffer is not None:
+            try:
+                self._write_buffered(status)
+            finally:
+                self._release_lock()
+            return
         if self._file is None:
             self._release_lock()
             return

@@ -104,6 +104,12 @@ class TrajectoryWriter(StatusFile):
     renamed again (a reader that opened it already would not see the new file), after it the
     file leaves SWMR mode for a moment.  Declared names need neither.
 
+    With ``buffered`` (for short runs, e.g. a sweep's) the frames are kept in memory and
+    :meth:`close` writes the whole file in one go, under a temporary name renamed to the path
+    (:meth:`StatusFile._write_buffered`): the same layout and attributes, no flush per frame.
+    Until then the path is left as it was (a writer killed before closing leaves no new file,
+    or a temporary one the next writer removes); ``in_place`` is then ignored.
+
     The writer holds an exclusive lock on the path (``PATH.lock``, see
     :class:`gridflow.io.h5store.OutputLock`) from creation to :meth:`close`, and refuses an output
     path that is not a regular file or a new path, or that is write-protected.
@@ -114,7 +120,7 @@ class TrajectoryWriter(StatusFile):
     def __init__(self, path: str | os.PathLike, *, grid: Grid, log_target: np.ndarray,
                  log_reference: np.ndarray, attrs: Mapping[str, AttrValue], path_flow: bool = False,
                  kinetic_energy: bool = False, frames: Sequence[Mapping[str, Any]] = (),
-                 extra_names: Sequence[str] = (), in_place: bool = False) -> None:
+                 extra_names: Sequence[str] = (), in_place: bool = False, buffered: bool = False) -> None:
         super().__init__(path)
         self._grid = grid
         self._path_flow = bool(path_flow)
@@ -137,7 +143,10 @@ class TrajectoryWriter(StatusFile):
             self._extra.extend(name for name in frame.get("extra") or {} if name not in self._extra)
         self._check_parent()
         try:
-            if not (in_place and self._initial_frames and self._path.exists() and self._continue_in_place()):
+            if buffered:
+                self._start_buffered()
+                self._before_rename()        # the resumed run's frames, into the buffer
+            elif not (in_place and self._initial_frames and self._path.exists() and self._continue_in_place()):
                 self._create_file()
         except BaseException:
             self._release_lock()
@@ -274,8 +283,8 @@ class TrajectoryWriter(StatusFile):
         f.attrs["status"] = "running"
 
         # dimension scales: coordinate variables first, then pure dimensions
-        self._create("time", ("time",), shape=(0,), maxshape=(None,), chunks=(_SERIES_CHUNK,),
-                     attrs={"units": "1", "axis": "T"}, scale=True)
+        self._create("time", ("time",), data=self._prefill.get("time"), shape=(0,), maxshape=(None,),
+                     chunks=(_SERIES_CHUNK,), attrs={"units": "1", "axis": "T"}, scale=True)
         for k, name in enumerate(axes):
             self._create(name, (name,), data=g.axes[k], attrs={"units": "1", "bounds": f"{name}_bnds",
                                                                 "axis": name.upper()}, scale=True)
@@ -313,9 +322,11 @@ class TrajectoryWriter(StatusFile):
 
     def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:
-        """Create a growable dataset with the unlimited ``time`` axis first, one frame per chunk."""
-        self._create(name, dims, shape=(frames, *frame_shape), maxshape=(None, *frame_shape),
-                     chunks=(_SERIES_CHUNK, *frame_shape), attrs=attrs, long_name=long_name)
+        """Create a growable dataset with the unlimited ``time`` axis first, one frame per chunk
+        (holding the buffered frames of this series, if any: :meth:`StatusFile._write_buffered`)."""
+        self._create(name, dims, data=self._prefill.get(name), shape=(frames, *frame_shape),
+                     maxshape=(None, *frame_shape), chunks=(_SERIES_CHUNK, *frame_shape), attrs=attrs,
+                     long_name=long_name)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -333,7 +344,8 @@ class TrajectoryWriter(StatusFile):
         ``kinetic_energy``.  ``extra`` holds further scalar diagnostics;
         each name becomes a ``(time)`` dataset on first use (NaN in frames that lack it).
         """
-        self._require_open()
+        if self._buffer is None:
+            self._require_open()
         g = self._grid
         t = self._next_time(time)
         values: dict[str, np.ndarray] = {
@@ -362,8 +374,8 @@ class TrajectoryWriter(StatusFile):
         extra_values = {name: np.float64(v) for name, v in extra.items()}
 
         new = [name for name in extra_values if name not in self._extra]
-        if new:
-            self._extra.extend(new)
+        self._extra.extend(new)
+        if new and self._buffer is None:      # buffered: the datasets are made when the file is written
             if self._frames == 0:
                 self._recreate()
             else:
@@ -387,7 +399,7 @@ class TrajectoryWriter(StatusFile):
         if not values:
             return
         self._root.update(values)
-        if self._modify_in_place(values):
+        if self._buffer is not None or self._modify_in_place(values):
             return
         if self._frames == 0:
             self._recreate()

@@ -12,7 +12,10 @@ positive and exactly mass-conserving at any dt), solved on the log density
 (:func:`gridflow.flows.fokker_planck.log_axis_step`).  The composition is second order in time; it
 keeps the density positive and its mass exact at any step size, and the discrete equilibrium
 exactly.  The state is the log density throughout: no step turns a finite log density into
--inf, however far below the floating-point range the density is.
+-inf, however far below the floating-point range the density is.  With the log-quadratic flux the
+state is the log of the *cell averages*; FR acts exactly on the point values (converted exactly for
+Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of the point values
+(:meth:`Stepper._wasserstein_cell_averages`), and the KL guard compares averages with averages.
 
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
@@ -40,6 +43,8 @@ from gridflow.analysis.diagnostics import kl_divergence
 from gridflow.errors import NumericalError, ScheduleError
 from gridflow.flows.fisher_rao import fisher_rao_step
 from gridflow.flows.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
+from gridflow.flows.nodal import cell_shift, log_quadratic_rates, to_averages, to_points, transverse_targets
+from gridflow.core.logspace import logsumexp
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
@@ -56,7 +61,9 @@ FLUX_DESCRIPTIONS = {
     "log-mean": "log-mean two-point flux kappa Lambda(rho_i, rho_j)(g_i - g_j), g = log(rho/pi) (2nd order, "
                 "error constant set by the density, not the drift)",
     "log-quadratic": "flux kappa m (g_i - g_j), g = log(rho/pi), mobility m = rho at the edge from the quadratic "
-                     "through log rho at four cells (2nd order; exact mobility for Gaussians)",
+                     "through log rho at four cells (2nd order; exact mobility for Gaussians); the state is cell "
+                     "averages, converted exactly for Gaussians to the point values that the flux and the "
+                     "Fisher-Rao step use",
 }
 
 
@@ -81,6 +88,8 @@ class State:
     t: float
     log_rho: np.ndarray
     lam: float
+    #: with the log-quadratic flux, the log point values whose cell averages are ``log_rho`` (if known)
+    log_points: np.ndarray | None = None
 
 
 @dataclass
@@ -129,11 +138,28 @@ class Stepper:
         self._ref_diff = [edge_differences(self.path.log_reference, self.grid, k) for k in range(self.grid.dim)]
         self._tilt_diff = [edge_differences(self.path.tilt, self.grid, k) for k in range(self.grid.dim)]
         self._rates_cache: dict[float, list[AxisRates]] = {}
+        #: the state is log cell averages, converted to point values for the Fisher-Rao step and the
+        #: flux (gridflow.flows.nodal): with the log-quadratic flux and a Wasserstein part
+        self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
         lam0 = 0.0 if self.schedule.adaptive else self.schedule.value(0.0)
+        if self.cell_averages:
+            points = self.problem.log_initial.copy()
+            log_avg = to_averages(points, self.grid)
+            shift = -logsumexp(log_avg) - np.log(self.grid.cell_volume)
+            return State(0.0, log_avg + shift, lam0, points + shift)
         return State(0.0, self.problem.log_initial.copy(), lam0)
+
+    def kl_target(self, lam: float) -> np.ndarray:
+        """The log target the discrete KL of the state is measured against: pi_lambda's log point
+        values, or with cell averages as the state its log cell averages (of mass one)."""
+        log_pi = self.path.log_density(lam)
+        if not self.cell_averages:
+            return log_pi
+        log_avg = to_averages(log_pi, self.grid)
+        return log_avg - logsumexp(log_avg) - np.log(self.grid.cell_volume)
 
     def rates(self, lam: float) -> list[AxisRates | LogMeanAxis]:
         """The W operator per axis for pi_lambda (cached): Scharfetter–Gummel rates, or the
@@ -186,8 +212,12 @@ class Stepper:
             t0 = 0.0
         else:
             sched, t0 = self.schedule, state.t
+        points = None
         if self.a == 0.0:
             lr = self._fisher_rao(lr, sched, t0, dt)
+        elif self.cell_averages:
+            lam_mid = _checked_lambda(sched.value(t0 + 0.5 * dt), state.t + 0.5 * dt)
+            lr, points = self._step_cell_averages(state, sched, t0, dt, lam_mid)
         else:
             if self.b > 0.0:
                 lr = self._fisher_rao(lr, sched, t0, 0.5 * dt)
@@ -201,7 +231,68 @@ class Stepper:
                 raise NumericalError(f"The adaptive schedule gave lambda = {lam!r} at t = {state.t + dt:.6g}.")
         else:
             lam = sched.value(t0 + dt)
-        return State(state.t + dt, lr, lam)
+        return State(state.t + dt, lr, lam, points)
+
+    # ----------------------------------------------------------------------------- cell averages
+    def _fisher_rao_points(self, log_avg: np.ndarray, points: np.ndarray, sched: Schedule, t: float,
+                           dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """The exact Fisher-Rao step on the point values, back to cell averages of the mass of ``log_avg``."""
+        points = self._fisher_rao(points, sched, t, dt)
+        new = to_averages(points, self.grid)
+        shift = logsumexp(log_avg) - logsumexp(new)
+        return new + shift, points + shift
+
+    def _step_cell_averages(self, state: State, sched: Schedule, t0: float, dt: float,
+                            lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """FR(dt/2) W(dt) FR(dt/2) with cell averages as the state: FR exact on the point values,
+        W finite volumes on the averages with the flux from the point values (gridflow.flows.nodal)."""
+        log_avg = state.log_rho
+        points = state.log_points if state.log_points is not None else to_points(log_avg, self.grid)
+        if self.b > 0.0:
+            log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0, 0.5 * dt)
+        with np.errstate(invalid="ignore"):
+            shift = np.where(np.isfinite(points), log_avg - points, 0.0)
+        new = self._wasserstein_cell_averages(log_avg, shift, lam, dt)
+        points = to_points(new, self.grid, guess=points + (new - log_avg))
+        log_avg = new
+        if self.b > 0.0:
+            log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0 + 0.5 * dt, 0.5 * dt)
+        return log_avg, points
+
+    def _wasserstein_cell_averages(self, log_avg: np.ndarray, shift: np.ndarray, lam: float,
+                                   dt: float) -> np.ndarray:
+        """W(dt) on the log cell averages (2D: Strang over the axes).
+
+        Along axis k the flux is the log-quadratic one of the values that are point values along k
+        and averages across it, l - kappa_k, towards the target's such values
+        (:func:`~gridflow.flows.nodal.transverse_targets`): exact edge fluxes for Gaussians.  kappa_k (``shift`` = log_avg - point values, split by axis) is frozen within the step, so the generator acting on the
+        cell averages is the log-quadratic one with column weights e^{-kappa_k}: positive, conservative,
+        and at rest exactly when the point values are log pi + const.  Each axis step is MPRK22 with
+        the rates frozen at the midpoint predicted by an implicit Euler half step (second order).
+        """
+        log_pi = self.path.log_reference + lam * self.path.tilt
+        if self.grid.dim == 1:
+            shifts, targets = [shift], [log_pi]
+        else:
+            points = log_avg - shift
+            shifts, targets = cell_shift(points, self.grid), transverse_targets(points, log_pi, self.grid)
+        periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
+
+        def axis_step(k: int, values: np.ndarray, tau: float) -> np.ndarray:
+            target = targets[k]
+
+            def rates(at: np.ndarray) -> AxisRates:
+                up, down = log_quadratic_rates(at - shifts[k], target, k, kap[k], periodic, -shifts[k])
+                return AxisRates(axis=k, up=up, down=down, periodic=periodic)
+
+            mid = log_axis_step(rates(values), values, 0.5 * tau, order=1)
+            return log_axis_step(rates(mid), values, tau, order=2)
+
+        if self.grid.dim == 1:
+            return axis_step(0, log_avg, dt)
+        log_avg = axis_step(0, log_avg, 0.5 * dt)
+        log_avg = axis_step(1, log_avg, dt)
+        return axis_step(0, log_avg, 0.5 * dt)
 
     def _target_fixed(self, state: State) -> bool:
         if self.schedule.adaptive:
@@ -237,7 +328,7 @@ class Stepper:
                 if self._target_fixed(state):
                     # the KL guard judges exactly the state that would be accepted: the first candidate
                     # that does not increase the discrete KL (computed in order, only as far as needed)
-                    log_pi = self.path.log_density(state.lam)
+                    log_pi = self.kl_target(state.lam)
                     if kl_before is None or kl_before[0] is not state:
                         kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
                     kl0 = kl_before[1]
@@ -257,8 +348,11 @@ class Stepper:
                 t_new = t_end if t_end - (state.t + dt) < eps else state.t + dt
                 if accepted is not half.log_rho:
                     self.stats.extrapolated += 1
+                points = half.log_points
+                if points is not None and accepted is not half.log_rho:
+                    points = to_points(accepted, self.grid, guess=points + (accepted - half.log_rho))
                 lam_old = state.lam
-                state = State(t_new, accepted, half.lam)
+                state = State(t_new, accepted, half.lam, points)
                 if kl_new is not None and state.lam == lam_old:
                     kl_before = (state, kl_new)     # the next step's guard starts from this KL
                 self.stats.record(state.t, dt, float(err), keep=self.keep_history)

@@ -1,10 +1,11 @@
-"""Sweeps: the run set of a sweep file, a pool of 2 workers, restarts that skip complete runs,
-failures recorded in the index."""
+"""Sweeps: the run set of a sweep file, a pool of 2 workers or a Dask LocalCluster, restarts that
+skip complete runs (also after SIGKILL), failures recorded in the index, index.nc."""
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 import tomllib
 from pathlib import Path
 
@@ -189,16 +190,10 @@ def test_cli_sweep(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "s.toml"), "--workers", "0"]) == 2
 
 
-def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
-    """SIGTERM (like Ctrl-C) stops the workers, marks their runs interrupted, writes the index;
-    the rerun continues the interrupted files and leaves the complete ones alone."""
+def _start_long_sweep(tmp_path, out, **popen):
+    """``gridflow sweep --workers 2`` in a new process: 6 runs of a second or so each, into ``out``."""
     import os
-    import signal
     import subprocess
-    import sys
-    import time
-
-    from gridflow.io.trajectory import trajectory_attrs
 
     (tmp_path / "s.toml").write_text('name = "k"\n' + BASE.replace("end = 0.5", "end = 4.0") + """
 [set]
@@ -207,10 +202,22 @@ def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
 [vary]
 "initial.mean" = [[0.0], [0.5], [1.0], [-0.5], [-1.0], [1.5]]
 """)
-    out = tmp_path / "o"
     env = dict(os.environ, PYTHONPATH=str(Path(gridflow.__file__).parents[1]))
-    proc = subprocess.Popen([sys.executable, "-m", "gridflow", "sweep", str(tmp_path / "s.toml"), "-o", str(out),
-                             "--workers", "2", "-q"], env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "gridflow", "sweep", str(tmp_path / "s.toml"), "-o", str(out),
+                             "--workers", "2", "-q"], env=env, **popen)
+
+
+def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
+    """SIGTERM (like Ctrl-C) stops the workers, marks their runs interrupted, writes the index;
+    the rerun continues the interrupted files and leaves the complete ones alone."""
+    import signal
+    import subprocess
+    import time
+
+    from gridflow.io.trajectory import trajectory_attrs
+
+    out = tmp_path / "o"
+    proc = _start_long_sweep(tmp_path, out, stderr=subprocess.PIPE, text=True)
 
     def statuses():
         found = {}
@@ -245,15 +252,144 @@ def test_sigterm_stops_the_sweep_and_a_rerun_finishes_it(tmp_path):
     assert set(statuses().values()) == {"complete"}
 
 
+def test_index_as_netcdf_table(swept):
+    """index.nc: the rows of index.csv as a netCDF table, numbers as numbers (empty -> NaN)."""
+    xr = pytest.importorskip("xarray")
+    _, index, _ = swept
+    rows = _rows(index)
+    with xr.open_dataset(index.parent / "index.nc", engine="h5netcdf") as table:
+        assert list(table["run"].values) == sorted(rows)
+        for i, row in rows.items():
+            assert str(table["status"].values[i]) == row["status"] and str(table["path"].values[i]) == row["path"]
+            assert str(table["flow.kind"].values[i]) == row["flow.kind"]
+            assert table["initial.mean[0]"].values[i] == float(row["initial.mean[0]"])
+            assert table["wall_time"].values[i] == float(row["wall_time"])
+            if row["status"] == "complete":
+                assert table["final_kl"].values[i] == float(row["final_kl"])
+            else:
+                assert np.isnan(table["final_kl"].values[i]) and str(table["error"].values[i]) == row["error"]
+
+
+def test_sigkill_leaves_no_lying_file_and_a_rerun_computes_only_the_missing_runs(tmp_path):
+    """Killed outright (SIGKILL to the whole process group): a run's file is written only when the
+    run ends, so every file at a run's path is complete; the rerun computes exactly the others and
+    leaves no temporary file behind."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from gridflow.io.trajectory import trajectory_attrs
+
+    out = tmp_path / "o"
+    proc = _start_long_sweep(tmp_path, out, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("k-*.h5")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the sweep finished before it could be killed")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    # the killed workers' temporary files name them; wait until they are reaped (a live writer's
+    # temporary file is left alone by the next writer)
+    writers = {int(p.name.split(".")[-2]) for p in out.glob(".k-*.tmp")}
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in writers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    files = {p.name: p for p in out.glob("k-*.h5")}
+    assert files and len(files) < 6
+    assert {name: trajectory_attrs(p)["status"] for name, p in files.items()} == dict.fromkeys(files, "complete")
+    stamps = {name: p.stat().st_mtime_ns for name, p in files.items()}
+    again = []
+    run_sweep(tmp_path / "s.toml", output=out, workers=2, on_result=lambda r: again.append(r.path.name))
+    assert sorted(again) == sorted({f"k-{i:04d}.h5" for i in range(6)} - set(files))
+    assert {name: p.stat().st_mtime_ns for name, p in files.items()} == stamps
+    assert [r["status"] for r in read_index(out / "index.csv")] == ["complete"] * 6
+    assert not list(out.glob(".k-*.tmp"))
+
+
 def test_one_worker_runs_in_this_process(tmp_path, monkeypatch):
-    import gridflow.batch.sweep as sweep_module
+    import gridflow.batch.pool as pool_module
 
     def no_pool(*args, **kwargs):
         raise AssertionError("workers=1 must not start a process pool")
 
-    monkeypatch.setattr(sweep_module.cf, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(pool_module.cf, "ProcessPoolExecutor", no_pool)
     (tmp_path / "s.toml").write_text('name = "one"\n' + BASE + '[vary]\n"time.end" = [0.25, 0.5]\n')
     index = run_sweep(tmp_path / "s.toml", output=tmp_path / "o", workers=1)
     assert [r["status"] for r in read_index(index)] == ["complete", "complete"]
     with pytest.raises(AssertionError, match="must not start"):
         run_sweep(tmp_path / "s.toml", output=tmp_path / "o2", workers=2)
+
+
+def test_local_cluster_gives_the_local_pool_results(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    (tmp_path / "s.toml").write_text(SWEEP)
+    pool_index = run_sweep(tmp_path / "s.toml", output=tmp_path / "pool", workers=2)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+        seen = []
+        index = run_sweep(tmp_path / "s.toml", output=tmp_path / "dask", scheduler=cluster.scheduler_address,
+                          on_result=lambda r: seen.append(r.index))
+        assert sorted(seen) == list(range(6))
+        again = []                                  # a rerun on the cluster skips the complete runs
+        run_sweep(tmp_path / "s.toml", output=tmp_path / "dask", scheduler=cluster.scheduler_address,
+                  on_result=lambda r: again.append(r.index))
+        assert sorted(again) == [2, 5]              # the two failed runs (initial density outside the box)
+    rows, pool_rows = read_index(index), read_index(pool_index)
+    assert len(rows) == len(pool_rows) == 6
+    for row, ref in zip(rows, pool_rows):
+        assert {k: v for k, v in row.items() if k != "wall_time"} == {k: v for k, v in ref.items() if k != "wall_time"}
+        if row["status"] != "complete":
+            continue
+        a = gridflow.open_trajectory(index.parent / row["path"])
+        b = gridflow.open_trajectory(pool_index.parent / ref["path"])
+        # the same computation in another process: equal to round-off
+        np.testing.assert_allclose(a.log_density, b.log_density, rtol=1e-13, atol=0)
+        np.testing.assert_allclose(a.density, b.density, rtol=1e-13, atol=0)
+        assert a.attrs["case"].replace("/dask/", "/pool/") == b.attrs["case"] and a.status == "complete"
+
+
+def test_scheduler_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    monkeypatch.setitem(sys.modules, "distributed", None)       # as if not installed
+    assert main(["sweep", str(tmp_path / "s.toml"), "-o", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "needs Dask distributed" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    monkeypatch.undo()
+    pytest.importorskip("distributed")
+    import gridflow.batch.cluster as cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
+    assert main(["sweep", str(tmp_path / "s.toml"), "-o", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_error_estimate_column(tmp_path):
+    """``--error-estimate``: every run carries its Richardson estimate, and the index column is the
+    largest one over the saved times, read back from the run's own file."""
+    import h5py
+
+    (tmp_path / "s.toml").write_text(
+        'name = "e"\noutput = "o"\n[base]\nname = "b"\n[base.grid]\nlower = [-6.0]\nupper = [6.0]\ncells = [90]\n'
+        '[base.target]\nkind = "gaussian"\nmean = [1.0]\ncov = [[0.5]]\n'
+        '[base.initial]\nkind = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n'
+        '[base.flow]\nkind = "fokker-planck"\n[base.time]\nend = 0.5\nsave_every = 0.25\n'
+        '[vary]\n"flow.kind" = ["fokker-planck", "wfr"]\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "-o", str(tmp_path / "o"), "--workers", "1", "-q",
+                 "--error-estimate"]) == 0
+    rows = _rows(tmp_path / "o" / "index.csv")
+    assert len(rows) == 2
+    for row in rows.values():
+        with h5py.File(tmp_path / "o" / row["path"], "r") as f:
+            estimates = f["error_estimate"][:]
+        assert float(row["error_estimate"]) == np.max(estimates) and 1e-6 < np.max(estimates) < 1e-2

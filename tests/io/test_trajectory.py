@@ -188,6 +188,53 @@ def test_extras_appear_late_and_files_are_readable_while_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.h5"]
 
 
+def _layout(path: Path) -> dict:
+    """Everything of a file but the creation time: root attributes, and per dataset its
+    shape, maximum shape, type, chunks, filters, fill value, attributes and values."""
+    out: dict = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = {k: str(v) for k, v in f.attrs.items() if k != "created"}
+        out["/libver"] = f.libver
+
+        def visit(name, ds):
+            if isinstance(ds, h5py.Dataset):
+                out[name] = (ds.shape, ds.maxshape, ds.dtype, ds.chunks, ds.compression, ds.compression_opts,
+                             ds.shuffle, ds.fletcher32, str(ds.fillvalue),
+                             [(k, len(v) if k in ("DIMENSION_LIST", "REFERENCE_LIST") else str(v))
+                              for k, v in ds.attrs.items()], np.asarray(ds[()]).tobytes())
+        f.visititems(visit)
+    return out
+
+
+@pytest.mark.parametrize("path_flow", [False, True])
+def test_buffered_writer_writes_the_same_file(tmp_path, grid, path_flow):
+    """buffered=True (the sweep's runs): nothing at the path until close, then the very file the
+    frame-by-frame writer makes (layout, attributes, values; late extras NaN before they appear)."""
+    frames = _frames(grid, 3, path_flow=path_flow)
+    extras = [{"steps": 1.0}, None, {"steps": 3.0, "rejected_steps": 1.0}]
+    zeros = np.zeros(grid.shape)
+    for buffered in (False, True):
+        path = tmp_path / f"{buffered}.h5"
+        with TrajectoryWriter(path, grid=grid, log_target=zeros, log_reference=zeros, attrs=ATTRS,
+                              path_flow=path_flow, buffered=buffered, extra_names=("steps",)) as w:
+            for frame, extra in zip(frames, extras):
+                w.write_frame(**frame, extra=extra)
+                w.set_attrs(total_steps=len(frame))
+            assert path.exists() != buffered
+    assert _layout(tmp_path / "True.h5") == _layout(tmp_path / "False.h5")
+    tr = open_trajectory(tmp_path / "True.h5")
+    np.testing.assert_array_equal(tr.extra["rejected_steps"], [np.nan, np.nan, 1.0])
+    with pytest.raises(KeyboardInterrupt):     # interrupted: the frames so far, status interrupted
+        with TrajectoryWriter(tmp_path / "i.h5", grid=grid, log_target=zeros, log_reference=zeros, attrs=ATTRS,
+                              path_flow=path_flow, buffered=True) as w:
+            w.write_frame(**frames[0])
+            raise KeyboardInterrupt
+    tr = open_trajectory(tmp_path / "i.h5")
+    assert tr.status == "interrupted" and len(tr.time) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
+        "False.h5", "True.h5", "i.h5"]
+
+
 def test_writer_checks_its_input(tmp_path):
     grid = GRIDS["1d"]
     zeros = np.zeros(grid.shape)

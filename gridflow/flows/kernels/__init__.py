@@ -52,34 +52,35 @@ from gridflow.flows.kernels.blocked import BLOCK, _blocked_walls
 from gridflow.flows.kernels.lines import _lines_one_by_one
 from gridflow.flows.kernels.scalar import HAZARD, MAX_JUMP, TINY
 
-__all__ = ["BLOCK", "HAZARD", "MAX_JUMP", "TINY", "step_cols", "step_rows"]
+__all__ = ["BLOCK", "HAZARD", "MAX_JUMP", "TINY", "drop_stale_caches", "step_cols", "step_rows"]
 
 #: Kernel module -> the kernel modules whose functions and constants its kernels compile in (all it
 #: imports, directly or not; tests/flows/test_fokker_planck.py checks the list against the imports).
 COMPILED_IN = {rates: (scalar,), tridiagonal: (scalar,), lines: (scalar, rates, tridiagonal), blocked: (scalar, rates)}
 
 
-def _drop_stale_caches() -> None:
-    """Empty the disk cache of every kernel older than a module compiled into it.
+def drop_stale_caches(module, sources) -> None:
+    """Empty the disk cache of every kernel of ``module`` older than one of the modules in
+    ``sources`` (the modules whose functions and constants its kernels compile in).
 
     numba keys a function's cache on its own source file only (numba issue #1833): after an edit
     of ``tridiagonal.py`` the cached ``lines._line`` would still run the old elimination.
     """
-    for module, sources in COMPILED_IN.items():
-        newest = max(os.stat(m.__file__).st_mtime for m in sources)
-        for kernel in vars(module).values():
-            if getattr(getattr(kernel, "py_func", None), "__module__", None) != module.__name__:
-                continue
-            cache = getattr(kernel, "_cache", None)
-            index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-            try:
-                if index and os.stat(index).st_mtime < newest:
-                    cache.flush()
-            except OSError:   # no cache written yet, or a read-only one: nothing to drop
-                pass
+    newest = max(os.stat(m.__file__).st_mtime for m in sources)
+    for kernel in vars(module).values():
+        if getattr(getattr(kernel, "py_func", None), "__module__", None) != module.__name__:
+            continue
+        cache = getattr(kernel, "_cache", None)
+        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+        try:
+            if index and os.stat(index).st_mtime < newest:
+                cache.flush()
+        except OSError:   # no cache written yet, or a read-only one: nothing to drop
+            pass
 
 
-_drop_stale_caches()
+for _module, _sources in COMPILED_IN.items():
+    drop_stale_caches(_module, _sources)
 
 
 def _operands(l, up, down, log_target, mean):

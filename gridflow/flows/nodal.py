@@ -1,0 +1,295 @@
+r"""Cell averages and point values of a log density (the ``log-quadratic`` flux's state).
+
+With ``flow.flux = "log-quadratic"`` the W step is a finite-volume scheme: it evolves *cell
+averages*, d rho_i/dt = (F_{i-1/2} - F_{i+1/2})/h, while the Fisher–Rao step is exact for *point
+values* at the cell centres.  The two differ by a relative (l'^2 + l'') h^2/24 (l = log rho),
+which is a few per cent where a far target grows from the tail (l' ~ 50, h = 0.025), and Fisher–Rao
+turns that error into the mass of the new mode.  So the stepper keeps the log cell averages ``l``
+as its state and converts (docs/numerics.md, "cell averages and point values"):
+
+* :func:`to_averages` ``C``: l = lhat + kappa(lhat), where along each axis
+  kappa_i = log mean over the cell of exp(q_i(x) - q_i(x_i)), q_i the quadratic through the point
+  values lhat at i-1, i, i+1 (one-sided at walls), so C is exact for Gaussians; in 2D the axis terms
+  add, plus the cross term's first order K_xy E[u] E[v] (its second order, O(h^4 l_xy^2), is left out);
+* :func:`to_points` ``D = C^{-1}`` by fixed-point iteration to round-off (a contraction where
+  |l'| h is moderate);
+* :func:`log_quadratic_rates`: the jump rates of the log-quadratic flux from point values, for
+  :class:`~gridflow.flows.fokker_planck.AxisRates` acting on the cell averages;
+* :func:`transverse_targets` (2D): the target of each axis' flux, log pi averaged across the other
+  axis with rho's weights.
+
+The quadratic is not used where it means nothing: cells next to an empty one, or where the
+slope or curvature per cell exceeds :data:`MAX_SLOPE` (kappa = 0 there, as before this module).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from gridflow.core.grid import Grid
+from gridflow.flows.kernels.rates import _log_mean_line
+
+#: above this |l' h| or |l'' h^2| the quadratic fit is not trusted (kappa = 0 in that cell)
+MAX_SLOPE = 12.0
+#: Gauss–Legendre rule on [-1/2, 1/2] for the cell mean (exact to round-off for |slope| <= MAX_SLOPE)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
+_NODES, _WEIGHTS = 0.5 * _NODES, 0.5 * _WEIGHTS
+#: ... and shorter ones where |slope| + |curvature|/4 <= 2, 0.7, 0.2 (errors below 1e-16)
+_TIERS = (2.0, 0.7, 0.2)
+_RULES = [np.polynomial.legendre.leggauss(m) for m in (10, 7, 5)]
+_NODES_10, _NODES_7, _NODES_5 = (0.5 * r[0] for r in _RULES)
+_WEIGHTS_10, _WEIGHTS_7, _WEIGHTS_5 = (0.5 * r[1] for r in _RULES)
+
+
+@njit(cache=True)
+def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
+    """Per cell of every row of ``lines``: kappa (log cell mean of exp(q - q(x_i)), q the quadratic
+    through the row's values at i-1, i, i+1, one-sided at walls, none at a periodic wrap) and the tilted cell measure's first
+    two moments E[u], E[u^2] (u in cells); all 0 where the quadratic is not trusted."""
+    m, n = lines.shape
+    for r in range(m):
+        row = lines[r]
+        for i in range(n):
+            kappa[r, i] = 0.0
+            mean_u[r, i] = 0.0
+            mean_u2[r, i] = 0.0
+            if n < 3 or (periodic and (i == 0 or i == n - 1)):
+                # the wrap of a periodic line is often a kink (a density that is not periodic):
+                # no quadratic across it
+                continue
+            elif i == 0 or i == n - 1:
+                j, s = (0, 1) if i == 0 else (n - 1, -1)
+                k = row[j] - 2.0 * row[j + s] + row[j + 2 * s]
+                b = s * (row[j + s] - row[j] - 0.5 * k)
+            else:
+                lm, lp = row[i - 1], row[i + 1]
+                k = lp - 2.0 * row[i] + lm
+                b = 0.5 * (lp - lm)
+            if not (abs(b) <= MAX_SLOPE and abs(k) <= MAX_SLOPE):
+                continue
+            size = abs(b) + 0.25 * abs(k)
+            if size <= _TIERS[2]:
+                nodes, weights = _NODES_5, _WEIGHTS_5
+            elif size <= _TIERS[1]:
+                nodes, weights = _NODES_7, _WEIGHTS_7
+            elif size <= _TIERS[0]:
+                nodes, weights = _NODES_10, _WEIGHTS_10
+            else:
+                nodes, weights = _NODES, _WEIGHTS
+            top = 0.5 * abs(b) + 0.125 * max(k, 0.0)
+            t0 = 0.0
+            t1 = 0.0
+            t2 = 0.0
+            for q in range(nodes.shape[0]):
+                u = nodes[q]
+                w = weights[q] * math.exp(b * u + 0.5 * k * u * u - top)
+                t0 += w
+                t1 += w * u
+                t2 += w * u * u
+            kappa[r, i] = math.log(t0) + top
+            mean_u[r, i] = t1 / t0
+            mean_u2[r, i] = t2 / t0
+
+
+def _as_lines(values: np.ndarray, axis: int) -> np.ndarray:
+    if axis == values.ndim - 1:
+        return np.ascontiguousarray(values).reshape(-1, values.shape[-1])
+    return np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(-1, values.shape[axis])
+
+
+def _from_lines(lines: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    if axis == len(shape) - 1:
+        return lines.reshape(shape)
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    return np.moveaxis(lines.reshape(moved), -1, axis)
+
+
+def _axis_shift(lhat: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa, E[u], E[u^2]) along one axis, arrays of the shape of ``lhat``."""
+    lines = _as_lines(lhat, axis)
+    out = [np.empty_like(lines) for _ in range(3)]
+    _lines_shift(lines, periodic, *out)
+    return tuple(_from_lines(o, lhat.shape, axis) for o in out)
+
+
+def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]]]:
+    """Per axis kappa_k (the cross term's first order shared equally between the axes) and the axis
+    parts (kappa, E[u], E[u^2])."""
+    parts = [_axis_shift(lhat, k, grid.periodic) for k in range(grid.dim)]
+    shifts = [p[0] for p in parts]
+    if grid.dim == 2:
+        lpp, lmm = np.roll(lhat, (-1, -1), (0, 1)), np.roll(lhat, (1, 1), (0, 1))
+        lpm, lmp = np.roll(lhat, (-1, 1), (0, 1)), np.roll(lhat, (1, -1), (0, 1))
+        with np.errstate(invalid="ignore"):
+            cross = 0.25 * (lpp + lmm - lpm - lmp) * parts[0][1] * parts[1][1]
+        cross = np.where(np.isfinite(cross), cross, 0.0)
+        cross[[0, -1], :] = 0.0
+        cross[:, [0, -1]] = 0.0
+        shifts = [s + 0.5 * cross for s in shifts]
+    return shifts, parts
+
+
+def transverse_targets(lhat: np.ndarray, log_pi: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """2D: per axis k the target of the axis-k flux for the point values ``lhat``: log pi averaged
+    across the other axis j, log pi + kappa_j(log pi) (+ half the cross term), with the change of
+    its difference along k corrected from pi's to rho's weights across the cell,
+    K_xy (E_rho[v] - E_pi[v]) per edge (K_xy = h_x h_y d^2 log pi/dx dy, E the tilted cell means
+    across j, in cells).  The correction vanishes where lhat = log pi + const (exact equilibrium);
+    none on periodic grids (it does not close around the wrap)."""
+    shifts_pi, parts_pi = _shifts(log_pi, grid)
+    _, parts_rho = _shifts(lhat, grid)
+    targets = []
+    for k in range(2):
+        j = 1 - k
+        target = log_pi + shifts_pi[j]
+        if not grid.periodic:
+            rolled = [np.roll(log_pi, (a, b), (0, 1)) for a, b in ((-1, -1), (1, 1), (-1, 1), (1, -1))]
+            kxy = 0.25 * (rolled[0] + rolled[1] - rolled[2] - rolled[3])
+            kxy[[0, -1], :] = 0.0
+            kxy[:, [0, -1]] = 0.0
+            gap = parts_rho[j][1] - parts_pi[j][1]
+            step = 0.25 * (kxy + np.roll(kxy, -1, axis=k)) * (gap + np.roll(gap, -1, axis=k))
+            last = [slice(None)] * 2
+            last[k] = -1
+            step[tuple(last)] = 0.0
+            total = np.roll(np.cumsum(step, axis=k), 1, axis=k)
+            first = [slice(None)] * 2
+            first[k] = 0
+            total[tuple(first)] = 0.0
+            target = target + np.where(np.isfinite(total), total, 0.0)
+        targets.append(target)
+    return targets
+
+
+def cell_shift(lhat: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """Per axis the shift kappa_k (log cell average minus log point value) of the point values
+    ``lhat``; their sum is C(lhat) - lhat (see :func:`to_averages`)."""
+    return _shifts(lhat, grid)[0]
+
+
+def to_averages(lhat: np.ndarray, grid: Grid) -> np.ndarray:
+    """C: log cell averages of the density whose log point values are ``lhat`` (exact for Gaussians)."""
+    return lhat + sum(cell_shift(lhat, grid))
+
+
+@njit(cache=True)
+def _lines_newton(eu, eu2, x, periodic):
+    """x <- (dC_k/dlhat)^{-1} x on every row, C_k = lhat + kappa_k along the rows: C_i depends on
+    lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2 and K = l_{i+1} - 2 l_i + l_{i-1}, with
+    dkappa/dB = E[u], dkappa/dK = E[u^2]/2; the wall rows are one-sided (periodic lines have kappa = 0
+    in their first and last cell: identity rows)."""
+    m, n = x.shape
+    ab = np.zeros((5, n))                        # ab[2 + i - j, j] = A[i, j]
+    for r in range(m):
+        e1, e2 = eu[r], eu2[r]
+        ab[:, :] = 0.0
+        for i in range(n):
+            ab[2, i] = 1.0 - e2[i]
+            if i + 1 < n:
+                ab[1, i + 1] = 0.5 * (e1[i] + e2[i])        # row i, column i + 1
+                ab[3, i] = 0.5 * (e2[i + 1] - e1[i + 1])    # row i + 1, column i
+        if not periodic and n >= 3:              # (periodic: kappa = 0 at the wrap, identity rows) B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
+            ab[2, 0] = 1.0 - 1.5 * e1[0] + 0.5 * e2[0]
+            ab[1, 1] = 2.0 * e1[0] - e2[0]
+            ab[0, 2] = -0.5 * e1[0] + 0.5 * e2[0]
+            ab[2, n - 1] = 1.0 + 1.5 * e1[n - 1] + 0.5 * e2[n - 1]
+            ab[3, n - 2] = -2.0 * e1[n - 1] - e2[n - 1]
+            ab[4, n - 3] = 0.5 * e1[n - 1] + 0.5 * e2[n - 1]
+        _banded_solve(ab, x[r])
+
+
+def _newton_step(resid: np.ndarray, parts: list, grid: Grid) -> np.ndarray:
+    """Newton's correction (1D), or its alternating-direction approximation
+    (I + J_y)^{-1} (I + J_x)^{-1} resid (2D, the cross term left out)."""
+    for k in range(grid.dim):
+        lines = _as_lines(resid, k).copy()
+        _lines_newton(_as_lines(parts[k][1], k), _as_lines(parts[k][2], k), lines, grid.periodic)
+        resid = _from_lines(lines, resid.shape, k)
+    return resid
+
+
+@njit(cache=True)
+def _banded_solve(ab, x):
+    """Solve A x = rhs in place (``x`` holds rhs), A banded (2, 2) in LAPACK storage ab[2 + i - j, j],
+    by elimination without pivoting (A = I + dkappa/dlhat is diagonally dominant)."""
+    n = x.size
+    for k in range(n):
+        piv = ab[2, k]
+        for i in range(k + 1, min(k + 3, n)):
+            f = ab[2 + i - k, k] / piv
+            if f != 0.0:
+                for j in range(k + 1, min(k + 3, n)):
+                    ab[2 + i - j, j] -= f * ab[2 + k - j, j]
+                x[i] -= f * x[k]
+    for k in range(n - 1, -1, -1):
+        acc = x[k]
+        for j in range(k + 1, min(k + 3, n)):
+            acc -= ab[2 + k - j, j] * x[j]
+        x[k] = acc / ab[2, k]
+
+
+def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100) -> np.ndarray:
+    """D = C^{-1}: the log point values whose log cell averages are ``log_avg``, to round-off.
+
+    From ``guess`` (default log_avg - kappa(log_avg)): Newton steps (2D: alternating-direction
+    Newton) until the residual C(lhat) - log_avg stops decreasing at round-off."""
+    finite = np.isfinite(log_avg)
+    lhat = np.where(finite, guess, log_avg) if guess is not None else log_avg - sum(cell_shift(log_avg, grid))
+    floor = 8e-16 * np.maximum(1.0, np.abs(np.where(finite, log_avg, 0.0)))
+    prev = np.inf
+    for _ in range(max_iter):
+        shifts, parts = _shifts(lhat, grid)
+        resid = np.where(finite, lhat + sum(shifts) - log_avg, 0.0)
+        size = float(np.max(np.abs(resid) - floor, initial=0.0))
+        if size <= 0.0 or (size >= prev and size < 1e-10):
+            break
+        prev = size
+        lhat = lhat - _newton_step(resid, parts, grid)
+        if size < 1e-8 and grid.dim == 1:      # Newton: the next residual is ~size^2, round-off
+            break
+    return lhat
+
+
+@njit(cache=True)
+def _lines_rates(lines, target, kappa, periodic, weight, up, down):
+    """Log-quadratic jump rates of every row (the kernels' own formula), times the column weights:
+    up[i] *= weight[i], down[i] *= weight[i + 1]."""
+    m, n = lines.shape
+    for r in range(m):
+        _log_mean_line(lines[r], target[r], kappa, periodic, up[r], down[r], n, 2)
+        for i in range(n):
+            up[r, i] *= weight[r, i]
+            down[r, i] *= weight[r, i + 1 if i < n - 1 else 0]
+
+
+
+
+def log_quadratic_rates(lhat: np.ndarray, log_target: np.ndarray, axis: int, kappa: float, periodic: bool,
+                        log_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Jump rates (up, down) along ``axis`` of the log-quadratic flux at the point values ``lhat``
+    (``gridflow.flows.kernels``: exact edge flux for Gaussians, the log mean where log rho is not
+    resolved), with column weights e^{log_weight}: the flux across (i, i+1) is
+    up_i rho_i - down_i rho_{i+1} for rho = e^{lhat - log_weight}.  Entry i is the edge (i, i+1); at
+    a wall the last entry is 0."""
+    lines = _as_lines(lhat, axis)
+    weight = np.ones_like(lines) if log_weight is None else np.exp(_as_lines(log_weight, axis))
+    up, down = np.empty_like(lines), np.empty_like(lines)
+    _lines_rates(lines, _as_lines(log_target, axis), float(kappa), periodic, weight, up, down)
+    return tuple(_from_lines(o, lhat.shape, axis) for o in (up, down))
+
+
+def _drop_stale() -> None:
+    """The kernels here compile in the flux rates (:mod:`gridflow.flows.kernels.rates`): drop their
+    disk caches when that module is newer (numba checks a cache against its own file only)."""
+    import sys
+
+    from gridflow.flows.kernels import drop_stale_caches, rates, scalar
+
+    drop_stale_caches(sys.modules[__name__], (rates, scalar))
+
+
+_drop_stale()
