@@ -11,6 +11,34 @@ NAMES = {"gridflow-cli": "gridflow (`gridflow run`)", "gridflow": "gridflow (`gr
          "pypde-numpy": "py-pde, numpy backend", "pypde-numba": "py-pde, numba backend",
          "baseline": "numpy baseline (SG + Crank-Nicolson, one LU)"}
 PROBLEMS = ("P1", "P2", "P3")
+#: the section written by ``large_runs.py``; a rewrite by ``run_all.py`` keeps it
+LARGE_RUNS = "## Large runs (issue 12, acceptance 2)"
+
+
+def _bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
+    if heading not in lines:
+        return None
+    start = lines.index(heading)
+    return start, next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+
+
+def section(text: str, heading: str) -> str | None:
+    """The section of ``text`` under ``heading`` (up to the next ``## `` heading), or None."""
+    lines = text.split("\n")
+    span = _bounds(lines, heading)
+    return None if span is None else "\n".join(lines[span[0]:span[1]]).rstrip("\n")
+
+
+def splice_section(text: str, heading: str, body: str) -> str:
+    """``text`` with the section under ``heading`` replaced by ``body`` (which starts with the heading),
+    or ``body`` inserted before "## Reproduce" when there is none."""
+    lines = text.split("\n")
+    span = _bounds(lines, heading)
+    if span is None:
+        start = next((k for k, line in enumerate(lines) if line == "## Reproduce"), len(lines))
+        span = (start, start)
+    lines[span[0]:span[1]] = body.rstrip("\n").split("\n") + [""]
+    return "\n".join(lines)
 
 
 def med(values: list[float]) -> float | None:
@@ -198,7 +226,10 @@ def write_report(res: dict, *, json_name: str) -> Path:
     L += ["", "L1 here is limited by the reference's own error (table above) once it falls to that level.", "",
           f"![scaling](figures/benchmarks/{figs[1]})", "",
           "## Reproduce", "", "    pip install -e '.[bench]'", "    python benchmarks/run_all.py --quick   # about 10 min",
-          "    python benchmarks/run_all.py           # finer references, 5 rounds, 1024² scaling", ""]
+          "    python benchmarks/run_all.py           # finer references, 5 rounds, 1024² scaling",
+          "    python benchmarks/large_runs.py --cross-check --write-docs   # 'Large runs' (about 20 min)", ""]
     path = ROOT / "docs" / "benchmarks.md"
-    path.write_text("\n".join(L))
+    text = "\n".join(L)
+    kept = section(path.read_text(), LARGE_RUNS) if path.exists() else None
+    path.write_text(splice_section(text, LARGE_RUNS, kept) if kept else text)
     return path

@@ -49,6 +49,11 @@ from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
+#: lambdas whose W operators are kept (:meth:`Stepper.rates`).  Reuse happens only while lambda is
+#: fixed; during a tempering ramp every step brings three new lambdas, and each entry holds four
+#: arrays of the grid's size (32 MB at 1024²), so a long cache only costs memory.
+RATES_CACHE_SIZE = 3
+
 #: the two-point flux of the Wasserstein part, by the name ``flow.flux`` takes
 FLUX_DESCRIPTIONS = {
     "scharfetter-gummel": "Scharfetter-Gummel two-point flux (2nd order; error constant grows with the cell "
@@ -170,8 +175,8 @@ class Stepper:
                     axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
                     for k, (dr, dt_) in enumerate(zip(self._ref_diff, self._tilt_diff))
                 ]
-            if len(self._rates_cache) > 16:
-                self._rates_cache.clear()
+            if len(self._rates_cache) >= RATES_CACHE_SIZE:
+                del self._rates_cache[next(iter(self._rates_cache))]      # the oldest
             self._rates_cache[lam] = cached
         return cached
 
@@ -319,14 +324,22 @@ class Stepper:
                     ex = extrapolate(half.log_rho, full.log_rho)
                     if ex is not None:
                         candidates.insert(0, ex)
+                kl_new = None
                 if self._target_fixed(state):
-                    # the KL guard judges exactly the state that would be accepted
+                    # the KL guard judges exactly the state that would be accepted: the first candidate
+                    # that does not increase the discrete KL (computed in order, only as far as needed)
                     log_pi = self.kl_target(state.lam)
                     if kl_before is None or kl_before[0] is not state:
                         kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
                     kl0 = kl_before[1]
                     slack = 1e-13 * max(1.0, abs(kl0))
-                    candidates = [c for c in candidates if kl_divergence(c, log_pi, self.grid) <= kl0 + slack]
+                    passing = None
+                    for c in candidates:
+                        kl_c = kl_divergence(c, log_pi, self.grid)
+                        if kl_c <= kl0 + slack:
+                            passing, kl_new = c, kl_c
+                            break
+                    candidates = [] if passing is None else [passing]
                     if not candidates:
                         self.stats.rejected_kl += 1
                 accepted = candidates[0] if candidates else None
@@ -338,7 +351,10 @@ class Stepper:
                 points = half.log_points
                 if points is not None and accepted is not half.log_rho:
                     points = to_points(accepted, self.grid, guess=points + (accepted - half.log_rho))
+                lam_old = state.lam
                 state = State(t_new, accepted, half.lam, points)
+                if kl_new is not None and state.lam == lam_old:
+                    kl_before = (state, kl_new)     # the next step's guard starts from this KL
                 self.stats.record(state.t, dt, float(err), keep=self.keep_history)
                 if on_step is not None:
                     on_step(state)

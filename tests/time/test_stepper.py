@@ -100,3 +100,30 @@ def test_global_time_error_tracks_the_tolerance():
         st = Stepper(problem, tolerance=tol).advance(start, 2.0)
         err = np.abs(np.exp(st.log_rho) - np.exp(ref.log_rho)).sum() * problem.grid.cell_volume
         assert tol / 100 <= err <= 10 * tol, (tol, err)
+
+
+def test_tempering_ramp_keeps_few_operators_and_the_kl_guard_reuses_its_kl(monkeypatch):
+    # During a linear ramp every step brings three new lambdas: the operator cache stays bounded
+    # (memory: each entry holds four arrays of the grid's size).  After the ramp the target is fixed:
+    # the KL guard computes the KL of a candidate only until one passes, and the accepted one's KL is the
+    # next step's starting KL, so only the first fixed state adds one (before: 2 per try + 1 per step).
+    import gridflow.time.stepper as stepper_module
+    from gridflow.time.stepper import RATES_CACHE_SIZE
+
+    case = bimodal_case(2, "wfr", schedule={"kind": "linear", "duration": 0.5}, tolerance=1e-4)
+    problem = Problem.from_case(case)
+    stepper = Stepper(problem)
+    sizes = []
+    state = stepper.advance(stepper.initial_state(), 0.5, on_step=lambda s: sizes.append(len(stepper._rates_cache)))
+    assert max(sizes) <= RATES_CACHE_SIZE
+    calls = []
+    real_kl = stepper_module.kl_divergence
+    monkeypatch.setattr(stepper_module, "kl_divergence", lambda *a: calls.append(1) or real_kl(*a))
+    accepted = stepper.stats.accepted
+    tries = stepper.stats.accepted + stepper.stats.rejected
+    final = stepper.advance(state, 1.0)
+    tries = stepper.stats.accepted + stepper.stats.rejected - tries
+    # at most two candidates per try (extrapolated, then the plain half steps) and one starting KL
+    assert stepper.stats.accepted - accepted >= 2
+    assert len(calls) <= 2 * tries + 1
+    assert np.isfinite(final.log_rho).all()
