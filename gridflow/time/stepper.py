@@ -12,8 +12,8 @@ positive and exactly mass-conserving at any dt), solved on the log density
 (:func:`gridflow.flows.fokker_planck.log_axis_step`).  The composition is second order in time; it
 keeps the density positive and its mass exact at any step size, and the discrete equilibrium
 exactly.  The state is the log density throughout: no step turns a finite log density into
--inf, however far below the floating-point range the density is.  With the log-quadratic flux the
-state is the log of the *cell averages*; FR acts exactly on the point values (converted exactly for
+-inf, however far below the floating-point range the density is.  With the log-quadratic flux and
+both parts (WFR) the state is the log of the *cell averages*; FR acts exactly on the point values (converted exactly for
 Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of the point values
 (:meth:`Stepper._wasserstein_cell_averages`), and the KL guard compares averages with averages.
 
@@ -61,9 +61,9 @@ FLUX_DESCRIPTIONS = {
     "log-mean": "log-mean two-point flux kappa Lambda(rho_i, rho_j)(g_i - g_j), g = log(rho/pi) (2nd order, "
                 "error constant set by the density, not the drift)",
     "log-quadratic": "flux kappa m (g_i - g_j), g = log(rho/pi), mobility m = rho at the edge from the quadratic "
-                     "through log rho at four cells (2nd order; exact mobility for Gaussians); the state is cell "
-                     "averages, converted exactly for Gaussians to the point values that the flux and the "
-                     "Fisher-Rao step use",
+                     "through log rho at four cells (2nd order; exact mobility for Gaussians); with a Fisher-Rao part "
+                     "the state is cell averages, converted exactly for Gaussians to the point values that the "
+                     "flux and the Fisher-Rao step use",
 }
 
 
@@ -139,8 +139,10 @@ class Stepper:
         self._tilt_diff = [edge_differences(self.path.tilt, self.grid, k) for k in range(self.grid.dim)]
         self._rates_cache: dict[float, list[AxisRates]] = {}
         #: the state is log cell averages, converted to point values for the Fisher-Rao step and the
-        #: flux (gridflow.flows.nodal): with the log-quadratic flux and a Wasserstein part
-        self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0
+        #: flux (gridflow.flows.nodal): with the log-quadratic flux, a Wasserstein and a Fisher-Rao
+        #: part (the two must agree on what a grid value is; Fokker-Planck alone keeps the plain
+        #: log-quadratic flux, whose face fluxes are exact for Gaussians, at a third of the cost)
+        self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0 and self.b > 0.0
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
