@@ -191,13 +191,14 @@ def test_cli_sweep(tmp_path, capsys):
 
 
 def _start_long_sweep(tmp_path, out, **popen):
-    """``gridflow sweep --workers 2`` in a new process: 6 runs of a second or so each, into ``out``."""
+    """``gridflow sweep --workers 2`` in a new process: 6 runs of a few seconds each, into ``out`` (long
+    enough that a signal sent after the first run completes finds the sweep still running)."""
     import os
     import subprocess
 
-    (tmp_path / "s.toml").write_text('name = "k"\n' + BASE.replace("end = 0.5", "end = 4.0") + """
+    (tmp_path / "s.toml").write_text('name = "k"\n' + BASE.replace("end = 0.5", "end = 8.0") + """
 [set]
-"grid.cells" = [600]
+"grid.cells" = [3000]
 "flow.kind" = "fokker-planck"
 [vary]
 "initial.mean" = [[0.0], [0.5], [1.0], [-0.5], [-1.0], [1.5]]

@@ -486,10 +486,10 @@ def test_sigint_at_any_moment_of_a_run_subprocess(tmp_path):
 
     from gridflow.io.trajectory import open_trajectory
 
-    # long enough (3000 cells to t = 2000) that no delay reaches the end of the run: a signal that lands
-    # while the interpreter shuts down after a finished run is not what this test is about
-    case = _write(tmp_path, GOOD.replace("end = 1.0", "end = 2000.0").replace("save_every = 0.25", "save_every = 50.0")
-                  .replace("cells = [300]", "cells = [3000]"))
+    # long enough (30000 cells to t = 2000, 400 frames: ~8 s) that no delay reaches the end of the run: a
+    # signal that lands while the interpreter shuts down after a finished run is not what this test is about
+    case = _write(tmp_path, GOOD.replace("end = 1.0", "end = 2000.0").replace("save_every = 0.25", "save_every = 5.0")
+                  .replace("cells = [300]", "cells = [30000]"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
     start = time.monotonic()
