@@ -34,6 +34,8 @@ class Problem:
     warnings: list[str] = field(default_factory=list)
     #: the Wasserstein flux: "scharfetter-gummel" or "log-mean" (see gridflow.flows.fokker_planck)
     flux: str = "scharfetter-gummel"
+    #: what the state's grid values are: "auto", "cell-averages" or "centre-values" (flow.values)
+    values: str = "auto"
     #: largest cell Péclet number h|grad log pi_lambda| of the run (None without a transport part)
     max_cell_peclet: float | None = None
 
@@ -95,6 +97,7 @@ class Problem:
             reaction=reaction,
             warnings=warns,
             flux=flux,
+            values=flow.get("values", "auto"),
             max_cell_peclet=peclet,
         )
 

@@ -18,8 +18,9 @@ as its state and converts (docs/numerics.md, "cell averages and point values"):
 * :func:`transverse_targets` (2D): the target of each axis' flux, log pi averaged across the other
   axis with rho's weights.
 
-The quadratic is not used where it means nothing: cells next to an empty one, or where the
-slope or curvature per cell exceeds :data:`MAX_SLOPE` (kappa = 0 there, as before this module).
+The quadratic is not used where it means nothing: cells next to an empty one (kappa = 0 there, as
+before this module); where the slope or curvature per cell exceeds :data:`MAX_SLOPE` (the density
+changes by more than e^12 across the cell) they are clipped to it, which keeps C continuous.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ _WEIGHTS_10, _WEIGHTS_7, _WEIGHTS_5 = (0.5 * r[1] for r in _RULES)
 
 
 @njit(cache=True)
-def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
+def _lines_shift(lines, periodic, kappa, mean_u, mean_u2, slope_free, curvature_free):
     """Per cell of every row of ``lines``: kappa (log cell mean of exp(q - q(x_i)), q the quadratic
     through the row's values at i-1, i, i+1, one-sided at walls, none at a periodic wrap) and the tilted cell measure's first
-    two moments E[u], E[u^2] (u in cells); all 0 where the quadratic is not trusted."""
+    two moments E[u], E[u^2] (u in cells); all 0 where the quadratic is not used.  ``slope_free`` and
+    ``curvature_free`` are 1 where kappa depends on the slope / the curvature (0 where it is clipped):
+    the derivatives dkappa/dB = E[u] slope_free and dkappa/dK = E[u^2] curvature_free / 2."""
     m, n = lines.shape
     for r in range(m):
         row = lines[r]
@@ -56,6 +59,8 @@ def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
             kappa[r, i] = 0.0
             mean_u[r, i] = 0.0
             mean_u2[r, i] = 0.0
+            slope_free[r, i] = 0.0
+            curvature_free[r, i] = 0.0
             if n < 3 or (periodic and (i == 0 or i == n - 1)):
                 # the wrap of a periodic line is often a kink (a density that is not periodic):
                 # no quadratic across it
@@ -68,8 +73,15 @@ def _lines_shift(lines, periodic, kappa, mean_u, mean_u2):
                 lm, lp = row[i - 1], row[i + 1]
                 k = lp - 2.0 * row[i] + lm
                 b = 0.5 * (lp - lm)
-            if not (abs(b) <= MAX_SLOPE and abs(k) <= MAX_SLOPE):
+            if not (abs(b) < math.inf and abs(k) < math.inf):
                 continue
+            # beyond MAX_SLOPE the quadrature is not exact, and kappa there means little (the density
+            # changes by e^12 across the cell): the fit is clipped, so that C stays continuous and
+            # Newton's method for D = C^{-1} converges (a switch to kappa = 0 made it cycle)
+            slope_free[r, i] = 1.0 if abs(b) <= MAX_SLOPE else 0.0
+            curvature_free[r, i] = 1.0 if abs(k) <= MAX_SLOPE else 0.0
+            b = min(max(b, -MAX_SLOPE), MAX_SLOPE)
+            k = min(max(k, -MAX_SLOPE), MAX_SLOPE)
             size = abs(b) + 0.25 * abs(k)
             if size <= _TIERS[2]:
                 nodes, weights = _NODES_5, _WEIGHTS_5
@@ -108,11 +120,13 @@ def _from_lines(lines: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndar
     return np.moveaxis(lines.reshape(moved), -1, axis)
 
 
-def _axis_shift(lhat: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kappa, E[u], E[u^2]) along one axis, arrays of the shape of ``lhat``."""
+def _axis_shift(lhat: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray, ...]:
+    """(kappa, E[u], E[u^2], dkappa/dB, 2 dkappa/dK) along one axis, arrays of the shape of ``lhat``."""
     lines = _as_lines(lhat, axis)
-    out = [np.empty_like(lines) for _ in range(3)]
+    out = [np.empty_like(lines) for _ in range(5)]
     _lines_shift(lines, periodic, *out)
+    out[3] *= out[1]
+    out[4] *= out[2]
     return tuple(_from_lines(o, lhat.shape, axis) for o in out)
 
 
@@ -177,37 +191,44 @@ def to_averages(lhat: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 @njit(cache=True)
+def _band(e1, e2, periodic, ab):
+    """The banded matrix dC_k/dlhat of one row in LAPACK storage ab[2 + i - j, j]: C_i = lhat_i + kappa_i
+    depends on lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2 and K = l_{i+1} - 2 l_i + l_{i-1}, with
+    dkappa/dB = e1 and dkappa/dK = e2/2 (E[u] and E[u^2]/2 where not clipped); the wall rows are
+    one-sided (periodic lines have kappa = 0 in their first and last cell: identity rows)."""
+    n = e1.size
+    ab[:, :] = 0.0
+    for i in range(n):
+        ab[2, i] = 1.0 - e2[i]
+        if i + 1 < n:
+            ab[1, i + 1] = 0.5 * (e1[i] + e2[i])        # row i, column i + 1
+            ab[3, i] = 0.5 * (e2[i + 1] - e1[i + 1])    # row i + 1, column i
+    if not periodic and n >= 3:              # B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
+        ab[2, 0] = 1.0 - 1.5 * e1[0] + 0.5 * e2[0]
+        ab[1, 1] = 2.0 * e1[0] - e2[0]
+        ab[0, 2] = -0.5 * e1[0] + 0.5 * e2[0]
+        ab[2, n - 1] = 1.0 + 1.5 * e1[n - 1] + 0.5 * e2[n - 1]
+        ab[3, n - 2] = -2.0 * e1[n - 1] - e2[n - 1]
+        ab[4, n - 3] = 0.5 * e1[n - 1] + 0.5 * e2[n - 1]
+
+
+@njit(cache=True)
 def _lines_newton(eu, eu2, x, periodic):
-    """x <- (dC_k/dlhat)^{-1} x on every row, C_k = lhat + kappa_k along the rows: C_i depends on
-    lhat_{i-1,i,i+1} through B = (l_{i+1} - l_{i-1})/2 and K = l_{i+1} - 2 l_i + l_{i-1}, with
-    dkappa/dB = E[u], dkappa/dK = E[u^2]/2; the wall rows are one-sided (periodic lines have kappa = 0
-    in their first and last cell: identity rows)."""
+    """x <- (dC_k/dlhat)^{-1} x on every row (:func:`_band`)."""
     m, n = x.shape
-    ab = np.zeros((5, n))                        # ab[2 + i - j, j] = A[i, j]
+    ab = np.zeros((5, n))
     for r in range(m):
-        e1, e2 = eu[r], eu2[r]
-        ab[:, :] = 0.0
-        for i in range(n):
-            ab[2, i] = 1.0 - e2[i]
-            if i + 1 < n:
-                ab[1, i + 1] = 0.5 * (e1[i] + e2[i])        # row i, column i + 1
-                ab[3, i] = 0.5 * (e2[i + 1] - e1[i + 1])    # row i + 1, column i
-        if not periodic and n >= 3:              # (periodic: kappa = 0 at the wrap, identity rows) B = s (l_{j+s} - l_j) - s K/2, K = l_j - 2 l_{j+s} + l_{j+2s}
-            ab[2, 0] = 1.0 - 1.5 * e1[0] + 0.5 * e2[0]
-            ab[1, 1] = 2.0 * e1[0] - e2[0]
-            ab[0, 2] = -0.5 * e1[0] + 0.5 * e2[0]
-            ab[2, n - 1] = 1.0 + 1.5 * e1[n - 1] + 0.5 * e2[n - 1]
-            ab[3, n - 2] = -2.0 * e1[n - 1] - e2[n - 1]
-            ab[4, n - 3] = 0.5 * e1[n - 1] + 0.5 * e2[n - 1]
+        _band(eu[r], eu2[r], periodic, ab)
         _banded_solve(ab, x[r])
 
 
 def _newton_step(resid: np.ndarray, parts: list, grid: Grid) -> np.ndarray:
     """Newton's correction (1D), or its alternating-direction approximation
-    (I + J_y)^{-1} (I + J_x)^{-1} resid (2D, the cross term left out)."""
+    (I + J_y)^{-1} (I + J_x)^{-1} resid (2D, the cross term left out: linear convergence, ~0.2 per
+    step where the slopes are steep, the product J_x J_y and the cross term limiting it alike)."""
     for k in range(grid.dim):
         lines = _as_lines(resid, k).copy()
-        _lines_newton(_as_lines(parts[k][1], k), _as_lines(parts[k][2], k), lines, grid.periodic)
+        _lines_newton(_as_lines(parts[k][3], k), _as_lines(parts[k][4], k), lines, grid.periodic)
         resid = _from_lines(lines, resid.shape, k)
     return resid
 
@@ -232,14 +253,22 @@ def _banded_solve(ab, x):
         x[k] = acc / ab[2, k]
 
 
-def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100) -> np.ndarray:
+def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100,
+              negligible_below: float | None = None) -> np.ndarray:
     """D = C^{-1}: the log point values whose log cell averages are ``log_avg``, to round-off.
 
     From ``guess`` (default log_avg - kappa(log_avg)): Newton steps (2D: alternating-direction
-    Newton) until the residual C(lhat) - log_avg stops decreasing at round-off."""
+    Newton) until the residual C(lhat) - log_avg stops decreasing at round-off.  With
+    ``negligible_below = g`` a cell whose density is below e^-g times the largest is held to round-off
+    of the density e^-g times the largest instead of its own (its log residual may be e^(gap - g)
+    times round-off): for the flux of a Fokker-Planck step, where such cells carry no weight; 2D
+    iterations converge slowest in the far tails (steep slopes at the walls), so this halves them."""
     finite = np.isfinite(log_avg)
     lhat = np.where(finite, guess, log_avg) if guess is not None else log_avg - sum(cell_shift(log_avg, grid))
     floor = 8e-16 * np.maximum(1.0, np.abs(np.where(finite, log_avg, 0.0)))
+    if negligible_below is not None and finite.any():
+        gap = np.where(finite, np.max(log_avg[finite]) - negligible_below - log_avg, 0.0)
+        floor = floor * np.exp(np.clip(gap, 0.0, 700.0))
     prev = np.inf
     for _ in range(max_iter):
         shifts, parts = _shifts(lhat, grid)

@@ -95,6 +95,11 @@ def _resolve(raw: Any, ctx: Context) -> dict:
     if need is not None and not need[1] > 0.0:
         raise CaseError(f"flow: the {flow['kind']} flow needs {need[0]} > 0, found {need[1]!r}. "
                         f"Set flow.{need[0].split()[0]} to a positive value, e.g. 1.0.")
+    if flow.get("values") == "cell-averages" and not (flow["flux"] == "log-quadratic" and flow["kind"] in (
+            "fokker-planck", "wfr") and flow["diffusion"] > 0.0):
+        raise CaseError(f"flow: values = \"cell-averages\" needs the log-quadratic flux and a Fokker-Planck part "
+                        f"(found flux = {flow['flux']!r}, kind = {flow['kind']!r}, diffusion = {flow['diffusion']!r}). "
+                        f"Set flow.flux = \"log-quadratic\", or remove flow.values.")
     check_stiffness(flow, grid, end)
 
     target = check_distribution(raw["target"], "target", ctx) if "target" in raw else missing(

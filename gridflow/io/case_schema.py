@@ -34,6 +34,9 @@ __all__ = ["BOUNDARIES", "DEFAULT_TOLERANCE", "DISTRIBUTIONS", "DISTRIBUTION_KIN
 FLOW_KINDS = ("fokker-planck", "fisher-rao", "wfr", "path")
 BOUNDARIES = ("reflecting", "periodic")
 FLUXES = ("scharfetter-gummel", "log-mean", "log-quadratic")
+#: what the grid values of the state are (flow.values; "auto": cell averages exactly where the
+#: log-quadratic flux meets a Fisher-Rao part, centre values elsewhere; docs/conventions.md)
+GRID_VALUES = ("auto", "cell-averages", "centre-values")
 FILE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 #: Largest total number of cells of a grid.
 MAX_CELLS = 10_000_000
@@ -358,6 +361,7 @@ SECTIONS: dict[str, Schema] = {
         "diffusion": Field(num(ge=0.0), default=1.0),
         "reaction": Field(num(ge=0.0), default=1.0),
         "flux": Field(text(choices=FLUXES), default="scharfetter-gummel"),
+        "values": Field(text(choices=GRID_VALUES), default=OMIT),
     },
     "time": {
         "end": Field(num(gt=0.0), example="end = 10.0", expected="the final time, > 0"),

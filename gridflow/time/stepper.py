@@ -54,6 +54,12 @@ from gridflow.io.case_schema import DEFAULT_TOLERANCE
 #: arrays of the grid's size (32 MB at 1024²), so a long cache only costs memory.
 RATES_CACHE_SIZE = 3
 
+#: with cell averages and no Fisher-Rao part, D = C^-1 is solved to round-off only where the density is
+#: above e^-NEGLIGIBLE_GAP times the largest (:func:`gridflow.flows.nodal.to_points`): there the point
+#: values only feed the flux, which such cells do not weigh in (with a Fisher-Rao part every cell is
+#: solved to round-off: a far tail can become a mode)
+NEGLIGIBLE_GAP = 50.0
+
 #: the two-point flux of the Wasserstein part, by the name ``flow.flux`` takes
 FLUX_DESCRIPTIONS = {
     "scharfetter-gummel": "Scharfetter-Gummel two-point flux (2nd order; error constant grows with the cell "
@@ -140,9 +146,12 @@ class Stepper:
         self._rates_cache: dict[float, list[AxisRates]] = {}
         #: the state is log cell averages, converted to point values for the Fisher-Rao step and the
         #: flux (gridflow.flows.nodal): with the log-quadratic flux, a Wasserstein and a Fisher-Rao
-        #: part (the two must agree on what a grid value is; Fokker-Planck alone keeps the plain
-        #: log-quadratic flux, whose face fluxes are exact for Gaussians, at a third of the cost)
-        self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0 and self.b > 0.0
+        #: part (the two must agree on what a grid value is), or when the case asks for it
+        #: (flow.values = "cell-averages": Fokker-Planck alone then has exact cell-average fluxes for
+        #: Gaussians, not only exact face values, at several times the cost of the plain flux)
+        self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0 and (
+            problem.values == "cell-averages" or (problem.values == "auto" and self.b > 0.0))
+        self._negligible = NEGLIGIBLE_GAP if self.b == 0.0 else None
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
@@ -249,13 +258,14 @@ class Stepper:
         """FR(dt/2) W(dt) FR(dt/2) with cell averages as the state: FR exact on the point values,
         W finite volumes on the averages with the flux from the point values (gridflow.flows.nodal)."""
         log_avg = state.log_rho
-        points = state.log_points if state.log_points is not None else to_points(log_avg, self.grid)
+        points = (state.log_points if state.log_points is not None
+                  else to_points(log_avg, self.grid, negligible_below=self._negligible))
         if self.b > 0.0:
             log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0, 0.5 * dt)
         with np.errstate(invalid="ignore"):
             shift = np.where(np.isfinite(points), log_avg - points, 0.0)
         new = self._wasserstein_cell_averages(log_avg, shift, lam, dt)
-        points = to_points(new, self.grid, guess=points + (new - log_avg))
+        points = to_points(new, self.grid, guess=points + (new - log_avg), negligible_below=self._negligible)
         log_avg = new
         if self.b > 0.0:
             log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0 + 0.5 * dt, 0.5 * dt)
@@ -352,7 +362,8 @@ class Stepper:
                     self.stats.extrapolated += 1
                 points = half.log_points
                 if points is not None and accepted is not half.log_rho:
-                    points = to_points(accepted, self.grid, guess=points + (accepted - half.log_rho))
+                    points = to_points(accepted, self.grid, guess=points + (accepted - half.log_rho),
+                                       negligible_below=self._negligible)
                 lam_old = state.lam
                 state = State(t_new, accepted, half.lam, points)
                 if kl_new is not None and state.lam == lam_old:
