@@ -25,8 +25,8 @@ import numpy as np
 from gridflow._version import __version__
 from gridflow.core.grid import Grid
 from gridflow.errors import OutputWriteError, TrajectoryFileError
-from gridflow.io.h5store import (AttrValue, attr_value, create_dimension, create_variable, first_line, trim_frames,
-                                 utc_now)
+from gridflow.io.h5store import (AttrValue, attr_value, create_dimension, create_variable, first_line, set_attr,
+                                 trim_frames, utc_now)
 from gridflow.io.output_safety import OutputLock, check_output_path
 from gridflow.io.status_file import StatusFile, open_for_append
 from gridflow.io.trajectory import (FRAME_FIELDS, KNOWN_DATASETS, REQUIRED_DATASETS, open_trajectory,
@@ -126,6 +126,7 @@ class TrajectoryWriter(StatusFile):
         self._path_flow = bool(path_flow)
         self._kinetic = self._path_flow or bool(kinetic_energy)
         self._extra: list[str] = []
+        self._scales: dict[str, Any] | None = None   # dimension scale ids while _write_metadata runs
         log_target = _as_float_array("log_target", log_target, grid.shape)
         log_reference = _as_float_array("log_reference", log_reference, grid.shape)
         root = {k: attr_value(k, v) for k, v in attrs.items()}
@@ -268,19 +269,27 @@ class TrajectoryWriter(StatusFile):
                 *self._extra)
 
     def _write_metadata(self) -> None:
+        self._scales = {}      # the scales' ids, looked up once per file (released when done)
+        try:
+            self._write_layout()
+        finally:
+            self._scales = None
+
+    def _write_layout(self) -> None:
+        """The body of :meth:`_write_metadata`: root attributes, then every dataset."""
         f = self._file
         g = self._grid
         axes = ("x", "y")[: g.dim]
         names = ("time", *axes, "nv", "dim", "dim2")
         self._dimid = {name: i for i, name in enumerate(names)}
 
-        f.attrs["Conventions"] = "CF-1.10"
+        set_attr(f.id, "Conventions", "CF-1.10")
         for key, value in self._root.items():
-            f.attrs[key] = value
-        f.attrs["boundary"] = g.boundary
-        f.attrs["gridflow_version"] = __version__
-        f.attrs["created"] = self._created
-        f.attrs["status"] = "running"
+            set_attr(f.id, key, value)
+        set_attr(f.id, "boundary", g.boundary)     # replaced, so last in creation order (as ever)
+        set_attr(f.id, "gridflow_version", __version__)
+        set_attr(f.id, "created", self._created)
+        set_attr(f.id, "status", "running")
 
         # dimension scales: coordinate variables first, then pure dimensions
         self._create("time", ("time",), data=self._prefill.get("time"), shape=(0,), maxshape=(None,),
@@ -318,7 +327,8 @@ class TrajectoryWriter(StatusFile):
                 scale: bool = False, long_name: str | None = None) -> h5py.Dataset:
         """Create one netCDF variable: dataset, CF attributes, dimension scales."""
         return create_variable(self._file, name, dims, self._dimid, data=data, shape=shape, maxshape=maxshape,
-                               chunks=chunks, attrs=attrs, scale=scale, long_name=long_name or _LONG_NAMES[name])
+                               chunks=chunks, attrs=attrs, scale=scale, long_name=long_name or _LONG_NAMES[name],
+                               scales=self._scales)
 
     def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:
