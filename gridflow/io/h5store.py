@@ -265,9 +265,9 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
 
 
 def _create_variable_h5py(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
-                          long_name: str, data: np.ndarray | None, shape: tuple[int, ...] | None,
-                          maxshape: tuple[int | None, ...] | None, chunks: tuple[int, ...] | None,
-                          attrs: Mapping[str, Any] | None, scale: bool) -> h5py.Dataset:
+                          long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
+                          maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                          attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
     """:func:`create_variable` through h5py's high-level calls (unchunked or guessed chunks)."""
     if data is not None:
         growable = {} if maxshape is None else {"maxshape": maxshape, "fillvalue": np.nan}
