@@ -22,6 +22,10 @@ Design decisions:
   the length in ten characters.  Each scale carries ``_Netcdf4Dimid`` (the dimension's id);
   every variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and
   attribute creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
+* The variables and their attributes are made with h5py's low-level API (``h5d``/``h5a``/``h5ds``,
+  with the creation property lists, attribute types and scale ids reused): the objects h5py's
+  ``create_dataset`` and ``attrs[...] =`` make, at about half the cost, which mattered for the
+  many short runs of a sweep (tests/io/test_h5store.py checks that the two are the same).
 * Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
   Every dataset with a ``time`` axis holds **one frame per chunk**, so a chunk is written
   exactly once and never rewritten.  (An earlier layout packed 1024 frames of each scalar
