@@ -23,7 +23,7 @@ Design decisions:
   every variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and
   attribute creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
 * The variables and their attributes are made with h5py's low-level API (``h5d``/``h5a``/``h5ds``,
-  with the creation property lists, attribute types and scale ids reused): the objects h5py's
+  with the creation property lists and attribute types reused): the objects h5py's
   ``create_dataset`` and ``attrs[...] =`` make, at about half the cost, which mattered for the
   many short runs of a sweep (tests/io/test_h5store.py checks that the two are the same).
 * Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
@@ -159,7 +159,7 @@ def create_dimension(f: h5py.File, name: str, size: int, dimid: Mapping[str, int
 # Low-level creation (h5py.h5d/h5a/h5ds with reused type and property objects): the same
 # objects, properties and attributes as h5py's ``create_dataset`` and ``attrs[...] = ...`` make,
 # at about half the cost -- a sweep writes ~20 variables per run, and h5py's per-call Python work
-# was a large part of a short run's file (tests/io/test_trajectory.py compares the two paths).
+# was a large part of a short run's file (tests/io/test_h5store.py compares the two paths).
 _F64 = h5py.h5t.py_create(np.dtype("<f8"), logical=True)
 _SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
 _STR_DTYPE = h5py.string_dtype()
@@ -224,16 +224,13 @@ def set_attr(oid: Any, name: str, value: Any) -> None:
 def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
                     long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
                     maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
-                    attrs: Mapping[str, Any] | None = None, scale: bool = False,
-                    scales: dict[str, Any] | None = None) -> h5py.Dataset:
+                    attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
     """Create one netCDF4 variable in ``f``: a float64 dataset (gzip + shuffle + fletcher32), its
     ``long_name`` and further CF ``attrs``, ``_Netcdf4Coordinates`` (ids from ``dimid``) and its
     dimension scales.  ``scale=True`` makes it the coordinate variable of dimension ``name``
     (``_Netcdf4Dimid``); otherwise the scales of ``dims`` (created before) are attached.  Without
     ``data`` the dataset is empty of shape ``shape`` (growable up to ``maxshape``, fill value NaN);
-    with ``data`` and ``maxshape`` it holds ``data`` and is growable likewise.  ``scales`` (optional)
-    caches the dimension scales' ids by name across calls on the same file (a coordinate variable
-    made here is added to it).
+    with ``data`` and ``maxshape`` it holds ``data`` and is growable likewise.
     """
     if data is not None:
         data = np.ascontiguousarray(data, dtype=np.float64)
@@ -251,20 +248,15 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
     if scale:
         h5py.h5ds.set_scale(dsid, name.encode("utf-8"))
         set_attr(dsid, "_Netcdf4Dimid", np.int32(dimid[name]))
-        if scales is not None:
-            scales[name] = dsid
     set_attr(dsid, "_Netcdf4Coordinates", np.array([dimid[d] for d in dims], dtype=np.int32))
     set_attr(dsid, "long_name", long_name)
     for key, value in (attrs or {}).items():
         set_attr(dsid, key, value)
     if not scale:
         for axis, dim in enumerate(dims):
-            sid = None if scales is None else scales.get(dim)
-            if sid is None:
-                sid = f[dim].id
-                if scales is not None:
-                    scales[dim] = sid
-            h5py.h5ds.attach_scale(dsid, sid, axis)
+            # opened for the attachment and closed after it, as h5py's f[dim] is: a scale kept open
+            # across attachments changes where HDF5 puts the objects (a larger file)
+            h5py.h5ds.attach_scale(dsid, h5py.h5d.open(f.id, dim.encode("utf-8")), axis)
     return h5py.Dataset(dsid)
 
 

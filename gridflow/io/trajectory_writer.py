@@ -126,7 +126,6 @@ class TrajectoryWriter(StatusFile):
         self._path_flow = bool(path_flow)
         self._kinetic = self._path_flow or bool(kinetic_energy)
         self._extra: list[str] = []
-        self._scales: dict[str, Any] | None = None   # dimension scale ids while _write_metadata runs
         log_target = _as_float_array("log_target", log_target, grid.shape)
         log_reference = _as_float_array("log_reference", log_reference, grid.shape)
         root = {k: attr_value(k, v) for k, v in attrs.items()}
@@ -269,14 +268,6 @@ class TrajectoryWriter(StatusFile):
                 *self._extra)
 
     def _write_metadata(self) -> None:
-        self._scales = {}      # the scales' ids, looked up once per file (released when done)
-        try:
-            self._write_layout()
-        finally:
-            self._scales = None
-
-    def _write_layout(self) -> None:
-        """The body of :meth:`_write_metadata`: root attributes, then every dataset."""
         f = self._file
         g = self._grid
         axes = ("x", "y")[: g.dim]
@@ -327,8 +318,7 @@ class TrajectoryWriter(StatusFile):
                 scale: bool = False, long_name: str | None = None) -> h5py.Dataset:
         """Create one netCDF variable: dataset, CF attributes, dimension scales."""
         return create_variable(self._file, name, dims, self._dimid, data=data, shape=shape, maxshape=maxshape,
-                               chunks=chunks, attrs=attrs, scale=scale, long_name=long_name or _LONG_NAMES[name],
-                               scales=self._scales)
+                               chunks=chunks, attrs=attrs, scale=scale, long_name=long_name or _LONG_NAMES[name])
 
     def _series(self, name: str, dims: tuple[str, ...], frame_shape: tuple[int, ...], *,
                 attrs: Mapping[str, Any] | None = None, long_name: str | None = None, frames: int = 0) -> None:

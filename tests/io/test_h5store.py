@@ -66,18 +66,17 @@ def _write(path: Path, *, low_level: bool) -> None:
                 set_attr(f.id, key, value)
             else:
                 f.attrs[key] = value
-        extra = {"scales": {}} if low_level else {}     # the scale ids cached across calls, as the writer does
         make(f, "time", ("time",), dimid, long_name="time", data=np.arange(5.0), maxshape=(None,), chunks=(1,),
-             attrs={"units": "1", "axis": "T"}, scale=True, **extra)
+             attrs={"units": "1", "axis": "T"}, scale=True)
         make(f, "x", ("x",), dimid, long_name="cell centre", data=np.linspace(0, 1, 7), attrs={"units": "1"},
-             scale=True, **extra)
+             scale=True)
         create_dimension(f, "nv", 2, dimid)
-        make(f, "x_bnds", ("x", "nv"), dimid, long_name="edges", data=rng.random((7, 2)), **extra)
+        make(f, "x_bnds", ("x", "nv"), dimid, long_name="edges", data=rng.random((7, 2)))
         make(f, "density", ("time", "x"), dimid, long_name="density", data=rng.random((5, 7)),
-             maxshape=(None, 7), chunks=(1, 7), attrs={"cell_methods": "x: mean"}, **extra)
-        make(f, "kl", ("time",), dimid, long_name="kl", data=rng.random(5), maxshape=(None,), chunks=(1,), **extra)
+             maxshape=(None, 7), chunks=(1, 7), attrs={"cell_methods": "x: mean"})
+        make(f, "kl", ("time",), dimid, long_name="kl", data=rng.random(5), maxshape=(None,), chunks=(1,))
         make(f, "empty", ("time", "x"), dimid, long_name="empty series", shape=(0, 7), maxshape=(None, 7),
-             chunks=(1, 7), **extra)
+             chunks=(1, 7))
 
 
 def test_low_level_variables_are_those_of_h5py(tmp_path):
