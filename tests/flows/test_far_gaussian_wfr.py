@@ -135,7 +135,7 @@ def test_far_gaussian_moments_2d(tempered):
 @pytest.mark.parametrize("tempered", [False, True], ids=["wfr", "tempered-linear"])
 def test_far_gaussian_moments_2d_to_0125(tempered):
     """As above to t = 0.125 (mean at 11.1): measured far 1.2e-4 against near 9.4e-6 (ratio 12.5)
-    untempered, 8.7e-5 against 5.7e-6 (15) tempered; about 50 s."""
+    untempered, 8.7e-5 against 5.7e-6 (15) tempered; 20-35 s each."""
     far, near = _far_and_near_2d(tempered=tempered, end=0.125)
     assert near < 2e-5
     assert far < FAR_OVER_NEAR * near
@@ -152,7 +152,7 @@ def test_correlated_target_2d():
 def test_correlated_far_target_2d():
     """The far analogue, N((30, 0), [[0.5, 0.2], [0.2, 0.7]]) on [-5, 35] x [-9, 5]: within
     FAR_OVER_NEAR times the near one's (measured 1.25e-4 against 1.0e-5, ratio 12; 2.0e-3 with pi's weights,
-    5.2e-2 with the point values evolved as cell averages); about 100 s."""
+    5.2e-2 with the point values evolved as cell averages); about 70 s."""
     far, near = _far_and_near_2d(tempered=False, end=0.125, target_cov=((0.5, 0.2), (0.2, 0.7)), margin=5.0, below=4.0)
     assert far < FAR_OVER_NEAR * near
 
