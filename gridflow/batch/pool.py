@@ -12,7 +12,13 @@ from gridflow.batch import worker
 from gridflow.batch.plan import SweepRun
 from gridflow.batch.worker import run_one
 
-__all__ = ["run_pool", "stop_flag"]
+__all__ = ["IN_FLIGHT_PER_WORKER", "run_pool", "stop_flag"]
+
+#: Runs submitted per worker process at a time: one running and one waiting in the pool's queue,
+#: so that a worker that finishes a run starts the next at once instead of waiting for the sweep's
+#: process to wake up, collect the result and submit another (on a loaded machine that round trip
+#: took a noticeable part of a short run's wall time).
+IN_FLIGHT_PER_WORKER = 2
 
 
 def worker_init() -> None:
@@ -52,9 +58,10 @@ def _isolated(r: SweepRun) -> dict[str, Any]:
 
 
 def run_pool(todo: Sequence[SweepRun], workers: int, finished: Callable[[SweepRun, dict], None]) -> None:
-    """Run ``todo`` on a process pool, at most ``workers`` at a time.  When a dying worker breaks
-    the pool, the runs it held are rerun one process each (so only the culprit fails) and a new
-    pool takes the rest."""
+    """Run ``todo`` on a process pool, at most ``workers`` at a time (and
+    :data:`IN_FLIGHT_PER_WORKER` per worker submitted).  When a dying worker breaks the pool, the
+    runs submitted to it and not finished are rerun one process each (so only the culprit fails)
+    and a new pool takes the rest."""
     import gridflow.io.runner  # noqa: F401  imported once here, not in every forked worker
     import gridflow.io.trajectory_writer  # noqa: F401  (imports gridflow.io.trajectory)
     import gridflow.io.h5reader  # noqa: F401
@@ -96,7 +103,7 @@ def _pool_loop(todo: Sequence[SweepRun], workers: int, finished: Callable[[Sweep
             running: dict[cf.Future, SweepRun] = {}
             try:
                 while (queue or running) and not suspects:
-                    while queue and len(running) < workers:
+                    while queue and len(running) < IN_FLIGHT_PER_WORKER * workers:
                         r = queue.pop()
                         running[pool.submit(run_one, r.case, r.path)] = r
                     done, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)

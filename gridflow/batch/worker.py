@@ -65,10 +65,14 @@ def run_one(case: Mapping, path: str | os.PathLike) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            run(case, output=path, resume=True, buffered=True)
+            summary: dict[str, Any] = {}
+            run(case, output=path, resume=True, buffered=True, summary=summary)
             result["status"] = "complete"
-            with signals_deferred():
-                result.update(final_diagnostics(Path(path)))
+            if summary:   # from the frames just written: the file is not read back
+                result.update(summary)
+            else:         # a complete file left as it was
+                with signals_deferred():
+                    result.update(final_diagnostics(Path(path)))
         except KeyboardInterrupt:
             if IN_POOL_WORKER:  # stopped by the sweep (or its death): the file says interrupted; leave now
                 os._exit(143)

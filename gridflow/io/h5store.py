@@ -22,6 +22,10 @@ Design decisions:
   the length in ten characters.  Each scale carries ``_Netcdf4Dimid`` (the dimension's id);
   every variable carries ``_Netcdf4Coordinates`` (the ids of its dimensions).  Link and
   attribute creation order are tracked (netCDF-C requires it).  String attributes are UTF-8.
+* The variables and their attributes are made with h5py's low-level API (``h5d``/``h5a``/``h5ds``,
+  with the creation property lists and attribute types reused): the objects h5py's
+  ``create_dataset`` and ``attrs[...] =`` make, at about half the cost, which mattered for the
+  many short runs of a sweep (tests/io/test_h5store.py checks that the two are the same).
 * Every dataset is chunked, gzipped (level 4), with shuffle and fletcher32 checksums.
   Every dataset with a ``time`` axis holds **one frame per chunk**, so a chunk is written
   exactly once and never rewritten.  (An earlier layout packed 1024 frames of each scalar
@@ -77,7 +81,7 @@ import h5py
 import numpy as np
 
 __all__ = ["FILTERS", "LIBVER", "AttrValue", "append_frame", "attr_value", "create_dimension", "create_variable",
-           "decode_attr", "first_line", "read_attrs", "trim_frames", "utc_now"]
+           "decode_attr", "first_line", "read_attrs", "set_attr", "trim_frames", "utc_now"]
 
 LIBVER = ("v110", "v110")
 """HDF5 file format bounds of every file: that of HDF5 1.10, which SWMR needs."""
@@ -152,6 +156,71 @@ def create_dimension(f: h5py.File, name: str, size: int, dimid: Mapping[str, int
     return ds
 
 
+# Low-level creation (h5py.h5d/h5a/h5ds with reused type and property objects): the same
+# objects, properties and attributes as h5py's ``create_dataset`` and ``attrs[...] = ...`` make,
+# at about half the cost -- a sweep writes ~20 variables per run, and h5py's per-call Python work
+# was a large part of a short run's file (tests/io/test_h5store.py compares the two paths).
+_F64 = h5py.h5t.py_create(np.dtype("<f8"), logical=True)
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
+_STR_DTYPE = h5py.string_dtype()
+_STR_FILE = h5py.h5t.py_create(_STR_DTYPE, logical=True)   # variable-length UTF-8, as h5py stores a str
+_STR_MEM = h5py.h5t.py_create(_STR_DTYPE)
+_DCPLS: dict[tuple, Any] = {}
+
+
+def _dcpl(chunks: tuple[int, ...], fill: bool) -> Any:
+    """The dataset creation property list of a variable (cached): ``chunks``, :data:`FILTERS` in
+    h5py's order (shuffle, gzip, fletcher32), fill value NaN if ``fill``, no timestamps,
+    attribute creation order tracked and indexed (h5py's ``track_order=True``)."""
+    key = (chunks, fill)
+    plist = _DCPLS.get(key)
+    if plist is None:
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_chunk(chunks)
+        if FILTERS.get("shuffle"):
+            plist.set_shuffle()
+        if FILTERS.get("compression") == "gzip":
+            plist.set_deflate(int(FILTERS.get("compression_opts", 4)))
+        if FILTERS.get("fletcher32"):
+            plist.set_fletcher32()
+        if fill:
+            plist.set_fill_value(np.array(np.nan))
+        plist.set_obj_track_times(False)
+        plist.set_attr_creation_order(h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED)
+        _DCPLS[key] = plist
+    return plist
+
+
+def set_attr(oid: Any, name: str, value: Any) -> None:
+    """Set attribute ``name`` of the HDF5 object ``oid`` (a low-level id) as ``obj.attrs[name] =
+    value`` does it in h5py (an existing one replaced): a ``str`` as a scalar variable-length UTF-8
+    string, a Python ``int``/``float`` as a scalar int64/float64, a NumPy scalar or array as its
+    own type and shape; anything else through h5py itself."""
+    bname = name.encode("utf-8")
+    if isinstance(value, str):
+        data, ftype, mtype, space = np.array(value, dtype=_STR_DTYPE), _STR_FILE, _STR_MEM, _SCALAR
+    elif isinstance(value, (int, float, np.number, np.ndarray)) and not isinstance(value, (bool, np.bool_)):
+        data = np.asarray(value, order="C")
+        if data.dtype.kind not in "iuf" or data.dtype.byteorder == ">":
+            h5py.AttributeManager(h5py.Dataset(oid) if isinstance(oid, h5py.h5d.DatasetID) else h5py.Group(oid))[name] = value
+            return
+        ftype = mtype = h5py.h5t.py_create(data.dtype, logical=True)
+        space = _SCALAR if data.ndim == 0 else h5py.h5s.create_simple(data.shape)
+    else:
+        h5py.AttributeManager(h5py.Dataset(oid) if isinstance(oid, h5py.h5d.DatasetID) else h5py.Group(oid))[name] = value
+        return
+    if h5py.h5a.exists(oid, bname):
+        h5py.h5a.delete(oid, bname)
+    attr = h5py.h5a.create(oid, bname, ftype, space)
+    try:
+        attr.write(data, mtype=mtype)
+    except BaseException:
+        attr.close()
+        h5py.h5a.delete(oid, bname)
+        raise
+    attr.close()
+
+
 def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
                     long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
                     maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
@@ -164,7 +233,39 @@ def create_variable(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mappi
     with ``data`` and ``maxshape`` it holds ``data`` and is growable likewise.
     """
     if data is not None:
-        data = np.asarray(data, dtype=np.float64)
+        data = np.ascontiguousarray(data, dtype=np.float64)
+        shape, chunks, fill = data.shape, tuple(chunks or data.shape), maxshape is not None
+    else:
+        fill = True
+    if chunks is None or 0 in chunks or not shape:   # h5py's chunk guess or its errors: its own path
+        return _create_variable_h5py(f, name, dims, dimid, long_name=long_name, data=data, shape=shape,
+                                     maxshape=maxshape, chunks=chunks, attrs=attrs, scale=scale)
+    space = h5py.h5s.create_simple(tuple(shape), None if maxshape is None else
+                                   tuple(h5py.h5s.UNLIMITED if m is None else m for m in maxshape))
+    dsid = h5py.h5d.create(f.id, name.encode("utf-8"), _F64, space, dcpl=_dcpl(tuple(chunks), fill))
+    if data is not None:
+        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, data)
+    if scale:
+        h5py.h5ds.set_scale(dsid, name.encode("utf-8"))
+        set_attr(dsid, "_Netcdf4Dimid", np.int32(dimid[name]))
+    set_attr(dsid, "_Netcdf4Coordinates", np.array([dimid[d] for d in dims], dtype=np.int32))
+    set_attr(dsid, "long_name", long_name)
+    for key, value in (attrs or {}).items():
+        set_attr(dsid, key, value)
+    if not scale:
+        for axis, dim in enumerate(dims):
+            # opened for the attachment and closed after it, as h5py's f[dim] is: a scale kept open
+            # across attachments changes where HDF5 puts the objects (a larger file)
+            h5py.h5ds.attach_scale(dsid, h5py.h5d.open(f.id, dim.encode("utf-8")), axis)
+    return h5py.Dataset(dsid)
+
+
+def _create_variable_h5py(f: h5py.File, name: str, dims: tuple[str, ...], dimid: Mapping[str, int], *,
+                          long_name: str, data: np.ndarray | None = None, shape: tuple[int, ...] | None = None,
+                          maxshape: tuple[int | None, ...] | None = None, chunks: tuple[int, ...] | None = None,
+                          attrs: Mapping[str, Any] | None = None, scale: bool = False) -> h5py.Dataset:
+    """:func:`create_variable` through h5py's high-level calls (unchunked or guessed chunks)."""
+    if data is not None:
         growable = {} if maxshape is None else {"maxshape": maxshape, "fillvalue": np.nan}
         ds = f.create_dataset(name, data=data, chunks=chunks or data.shape, track_order=True, **growable, **FILTERS)
     else:

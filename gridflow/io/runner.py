@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -223,7 +224,7 @@ def solve(case: Mapping) -> list[Frame]:
 
 
 def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: bool = False,
-        resume: bool = False, buffered: bool = False) -> Path:
+        resume: bool = False, buffered: bool = False, summary: dict[str, Any] | None = None) -> Path:
     """Solve a resolved case and write its trajectory file; return the file's path.
 
     ``output`` overrides ``[output] path``.  With ``progress`` a progress bar (tqdm) is shown
@@ -248,13 +249,19 @@ def run(case: Mapping, *, output: str | os.PathLike | None = None, progress: boo
     With ``[output] error_estimate = true`` the case is also solved on a grid 3 times coarser
     per axis, in memory before the first frame (:class:`~gridflow.analysis.refinement.ErrorEstimator`),
     and each frame gets the Richardson estimate of its L1 error (``error_estimate``).
+
+    ``summary`` (a dict), when given, receives what the file ends with, from the frames in memory
+    once the file is written: ``final_time``, ``final_kl``, ``total_steps`` and, with error
+    estimates, ``error_estimate`` (the largest over the saved times); it is left empty when the
+    run wrote nothing (a complete file left as it was) -- the values a sweep's index records
+    (:func:`gridflow.batch.worker.final_diagnostics` reads the same ones back from a file).
     """
     with _sigterm_interrupts():
-        return _run(case, output=output, progress=progress, resume=resume, buffered=buffered)
+        return _run(case, output=output, progress=progress, resume=resume, buffered=buffered, summary=summary)
 
 
 def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, resume: bool,
-         buffered: bool = False) -> Path:
+         buffered: bool = False, summary: dict[str, Any] | None = None) -> Path:
     """The body of :func:`run`."""
     from gridflow.io.case import dumps_case
     from gridflow.io.trajectory import open_trajectory, trajectory_attrs
@@ -320,6 +327,8 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
         path.parent.mkdir(parents=True, exist_ok=True)
     path_flow = problem.flow == "path"
     transport = problem.flow in ("fokker-planck", "wfr")
+    last: dict[str, float] | None = None      # the last new frame's time and KL, and the error estimates
+    errors: list[float] = []                  # of the new frames (for ``summary``)
     with TrajectoryWriter(path, grid=problem.grid, log_target=problem.path.log_target,
                           log_reference=problem.path.log_reference, attrs=attrs, path_flow=path_flow,
                           kinetic_energy=transport, frames=old_frames, in_place=bool(old_frames) and not buffered,
@@ -331,6 +340,8 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
             extra = {"steps": float(frame.steps), "rejected_steps": float(frame.rejected)}
             if estimator is not None:
                 extra["error_estimate"] = estimator.estimate(frame.time, frame.density)
+                errors.append(float(extra["error_estimate"]))
+            last = {"time": float(frame.time), "kl": float(d["kl"])}
             writer.write_frame(time=frame.time, density=frame.density, log_density=frame.log_rho,
                                lambda_=frame.lam, mass=d["mass"],
                                kl=d["kl"], kl_tempered=d["kl_tempered"],
@@ -345,4 +356,22 @@ def _run(case: Mapping, *, output: str | os.PathLike | None, progress: bool, res
                 bar.refresh()
     if bar is not None:
         bar.close()
+    if summary is not None:
+        _summarise(summary, old_frames, last, total_steps, errors if estimator is not None else None)
     return path
+
+
+def _summarise(summary: dict[str, Any], old_frames: list[dict], last: dict[str, float] | None, total_steps: int,
+               errors: list[float] | None) -> None:
+    """Fill ``summary`` (see :func:`run`) from the last frame written (``last``, else the last
+    kept frame of a resumed file), the step count and the error estimates of the new frames
+    (``None`` without an estimator) and of the kept ones: the values the file holds."""
+    if last is None and old_frames:
+        last = {"time": float(old_frames[-1]["time"]), "kl": float(old_frames[-1]["kl"])}
+    if last is None:
+        return
+    summary.update(final_time=last["time"], final_kl=last["kl"], total_steps=int(total_steps))
+    if errors is None and not any("error_estimate" in f["extra"] for f in old_frames):
+        return                                  # the file has no error_estimate series
+    values = np.array([f["extra"].get("error_estimate", np.nan) for f in old_frames] + (errors or []), dtype=float)
+    summary["error_estimate"] = float(np.nanmax(values)) if np.isfinite(values).any() else math.nan

@@ -25,8 +25,8 @@ import numpy as np
 from gridflow._version import __version__
 from gridflow.core.grid import Grid
 from gridflow.errors import OutputWriteError, TrajectoryFileError
-from gridflow.io.h5store import (AttrValue, attr_value, create_dimension, create_variable, first_line, trim_frames,
-                                 utc_now)
+from gridflow.io.h5store import (AttrValue, attr_value, create_dimension, create_variable, first_line, set_attr,
+                                 trim_frames, utc_now)
 from gridflow.io.output_safety import OutputLock, check_output_path
 from gridflow.io.status_file import StatusFile, open_for_append
 from gridflow.io.trajectory import (FRAME_FIELDS, KNOWN_DATASETS, REQUIRED_DATASETS, open_trajectory,
@@ -274,13 +274,13 @@ class TrajectoryWriter(StatusFile):
         names = ("time", *axes, "nv", "dim", "dim2")
         self._dimid = {name: i for i, name in enumerate(names)}
 
-        f.attrs["Conventions"] = "CF-1.10"
+        set_attr(f.id, "Conventions", "CF-1.10")
         for key, value in self._root.items():
-            f.attrs[key] = value
-        f.attrs["boundary"] = g.boundary
-        f.attrs["gridflow_version"] = __version__
-        f.attrs["created"] = self._created
-        f.attrs["status"] = "running"
+            set_attr(f.id, key, value)
+        set_attr(f.id, "boundary", g.boundary)     # replaced, so last in creation order (as ever)
+        set_attr(f.id, "gridflow_version", __version__)
+        set_attr(f.id, "created", self._created)
+        set_attr(f.id, "status", "running")
 
         # dimension scales: coordinate variables first, then pure dimensions
         self._create("time", ("time",), data=self._prefill.get("time"), shape=(0,), maxshape=(None,),

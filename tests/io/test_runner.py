@@ -271,3 +271,25 @@ def test_resume_refuses_a_damaged_file(tmp_path, monkeypatch, capsys, damage):
     err = capsys.readouterr().err
     assert err.startswith("gridflow: error: Cannot resume") and err.count("\n") == 1 and "--resume" in err
     assert path.read_bytes() == before  # the file is left exactly as it was
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_summary_is_what_the_file_ends_with(tmp_path, monkeypatch, buffered):
+    """``run(..., summary=)`` (a sweep's index row) holds the final time, KL, step count and largest
+    error estimate that the written file holds, also for a resumed run (kept frames included)."""
+    from gridflow.batch.worker import final_diagnostics
+
+    case = _case(cells=201, **{"time.end": "1.0", "output.error_estimate": "true"})
+    path = tmp_path / "out.h5"
+    _run_until(case, path, 3, monkeypatch, resume=False)
+    assert open_trajectory(path).status == "interrupted"
+    summary: dict = {}
+    run(case, output=path, resume=True, buffered=buffered, summary=summary)
+    tr = open_trajectory(path)
+    assert tr.status == "complete" and len(tr.time) > 3
+    assert summary == final_diagnostics(path)
+    assert summary["final_time"] == tr.time[-1] == 1.0 and summary["total_steps"] == tr.attrs["total_steps"]
+    assert summary["error_estimate"] == np.nanmax(tr.extra["error_estimate"]) > 0
+    untouched: dict = {}
+    run(case, output=path, resume=True, summary=untouched)      # complete: nothing written, nothing summarised
+    assert untouched == {}
