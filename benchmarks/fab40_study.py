@@ -1,4 +1,8 @@
-"""FAB-40 convergence study: L1 to the closed form versus cells and time, Scharfetter-Gummel vs log-mean.
+"""FAB-40 convergence study: L1 to the closed form versus cells and time, per flux.
+
+Fluxes: ``scharfetter-gummel``, ``log-mean``, ``log-quadratic`` (centre values) and
+``log-quadratic/cell-averages`` (the same flux with ``flow.values = "cell-averages"``: the state is
+cell averages, compared with the closed form's exact cell averages; the others with its centre values).
 
 Each configuration (cells per axis, flux) runs in its own process (so that the peak memory,
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, is that run's alone), one at a time, through the same
@@ -9,6 +13,7 @@ interrupted study continues where it stopped; then the figures ``docs/figures/fa
 
     python benchmarks/fab40_study.py                       # the study of docs/fab40.md
     python benchmarks/fab40_study.py --cells 256 512 --flux log-mean --end 0.5
+    python benchmarks/fab40_study.py --cells 256 384 512 --flux log-quadratic/cell-averages --tolerance 1e-5
     python benchmarks/fab40_study.py --plot-only           # figures and table from the JSON
 """
 
@@ -29,7 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from gridflow.reproduce import fab40  # noqa: E402
 
-FLUX_LABEL = {"scharfetter-gummel": "Scharfetter-Gummel", "log-mean": "log-mean"}
+FLUX_LABEL = {"scharfetter-gummel": "Scharfetter-Gummel", "log-mean": "log-mean",
+              "log-quadratic": "log-quadratic", "log-quadratic/cell-averages": "log-quadratic, cell averages"}
+FLUX_STYLE = {"scharfetter-gummel": "o-", "log-mean": "s-", "log-quadratic": "^-", "log-quadratic/cell-averages": "D-"}
 
 
 def one_run(cells: int, flux: str, end: float, tolerance: float) -> dict:
@@ -41,7 +48,8 @@ def one_run(cells: int, flux: str, end: float, tolerance: float) -> dict:
     from gridflow.io.trajectory import open_trajectory
 
     times = [s for s in fab40.SAVE_TIMES if s <= end]
-    text = fab40.fp_case_text(cells=cells, flux=flux, save_times=times, tolerance=tolerance)
+    name, _, values = flux.partition("/")
+    text = fab40.fp_case_text(cells=cells, flux=name, save_times=times, tolerance=tolerance, values=values or None)
     case = parse_case(text, origin="fab40")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fab40.h5"
@@ -54,7 +62,9 @@ def one_run(cells: int, flux: str, end: float, tolerance: float) -> dict:
         peak_gb = usage.ru_maxrss / 2**20
         cpu = usage.ru_utime + usage.ru_stime
         tr = open_trajectory(out)
-        l1 = {f"{float(t):g}": fab40.l1_error(tr.grid, tr.density[k], float(t)) for k, t in enumerate(tr.time)}
+        averages = values == "cell-averages"
+        l1 = {f"{float(t):g}": fab40.l1_error(tr.grid, tr.density[k], float(t), cell_averages=averages)
+              for k, t in enumerate(tr.time)}
         attrs = dict(tr.attrs)
         steps = int(attrs.get("total_steps", 0))
         peclet = float(attrs.get("max_cell_peclet", float("nan")))
@@ -77,7 +87,7 @@ def plot(results: list[dict], fig_dir: Path) -> None:
     tmarks = ["0.5", "1", "3", "7"]
     fig, axes = plt.subplots(1, len(tmarks), figsize=(4 * len(tmarks), 3.6), sharey=True)
     for ax, tm in zip(axes, tmarks):
-        for flux, style in (("scharfetter-gummel", "o-"), ("log-mean", "s-")):
+        for flux, style in FLUX_STYLE.items():
             rs = sorted((r for r in results if r["flux"] == flux and tm in r["l1"]), key=lambda r: r["cells"])
             if rs:
                 ax.loglog([r["h"] for r in rs], [r["l1"][tm] for r in rs], style, label=FLUX_LABEL[flux])
@@ -94,7 +104,7 @@ def plot(results: list[dict], fig_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for r in sorted(results, key=lambda r: (r["flux"], r["cells"])):
         ts = sorted((float(k), v) for k, v in r["l1"].items() if float(k) > 0)
-        ax.semilogy([a for a, _ in ts], [b for _, b in ts], "o-" if r["flux"] == "scharfetter-gummel" else "s--",
+        ax.semilogy([a for a, _ in ts], [b for _, b in ts], FLUX_STYLE[r["flux"]],
                     label=f"{FLUX_LABEL[r['flux']]}, {r['cells']}²")
     ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("t")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from gridflow.core.grid import Grid
 from gridflow.flows.kernels.rates import _log_mean_line
@@ -47,7 +47,7 @@ _NODES_10, _NODES_7, _NODES_5 = (0.5 * r[0] for r in _RULES)
 _WEIGHTS_10, _WEIGHTS_7, _WEIGHTS_5 = (0.5 * r[1] for r in _RULES)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _lines_shift(lines, periodic, kappa, mean_u, mean_u2, slope_free, curvature_free):
     """Per cell of every row of ``lines``: kappa (log cell mean of exp(q - q(x_i)), q the quadratic
     through the row's values at i-1, i, i+1, one-sided at walls, none at a periodic wrap) and the tilted cell measure's first
@@ -55,7 +55,7 @@ def _lines_shift(lines, periodic, kappa, mean_u, mean_u2, slope_free, curvature_
     ``curvature_free`` are 1 where kappa depends on the slope / the curvature (0 where it is clipped):
     the derivatives dkappa/dB = E[u] slope_free and dkappa/dK = E[u^2] curvature_free / 2."""
     m, n = lines.shape
-    for r in range(m):
+    for r in prange(m):                          # rows are independent: both cores
         row = lines[r]
         for i in range(n):
             kappa[r, i] = 0.0
@@ -132,9 +132,28 @@ def _axis_shift(lhat: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray
     return tuple(_from_lines(o, lhat.shape, axis) for o in out)
 
 
+@njit(cache=True, parallel=True)
+def _cross_term(lhat, eu, eu2, ev, ev2, out):
+    """The cross term K (E[u]E[v] + K Var(uv)/2) of :func:`_shifts` in the interior cells (0 at the
+    walls and where it is not finite), K = (l_{i+1,j+1} + l_{i-1,j-1} - l_{i+1,j-1} - l_{i-1,j+1})/4."""
+    n0, n1 = lhat.shape
+    for i in prange(1, n0 - 1):
+        for j in range(1, n1 - 1):
+            kxy = lhat[i + 1, j + 1] + lhat[i - 1, j - 1]
+            kxy -= lhat[i + 1, j - 1]
+            kxy -= lhat[i - 1, j + 1]
+            kxy *= 0.25
+            first = eu[i, j] * ev[i, j]
+            c = eu2[i, j] * ev2[i, j] - first * first
+            c *= 0.5 * kxy
+            c += first
+            c *= kxy
+            out[i, j] = c if abs(c) < math.inf else 0.0
+
+
 def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]]]:
     """Per axis kappa_k (2D: the cross term shared equally between the axes) and the axis parts
-    (kappa, E[u], E[u^2]).
+    (:func:`_axis_shift`: kappa, E[u], E[u^2] and the derivatives of kappa).
 
     The cross term is log E[exp(K_xy u v)] under the product of the axes' tilted cell measures
     (u, v in cells, K_xy = h_x h_y d^2 lhat/dx dy by the centred difference), to second order in
@@ -143,36 +162,24 @@ def _shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[
     parts = [_axis_shift(lhat, k, grid.periodic) for k in range(grid.dim)]
     shifts = [p[0] for p in parts]
     if grid.dim == 2:
-        lpp, lmm = np.roll(lhat, (-1, -1), (0, 1)), np.roll(lhat, (1, 1), (0, 1))
-        lpm, lmp = np.roll(lhat, (-1, 1), (0, 1)), np.roll(lhat, (1, -1), (0, 1))
-        (_, eu, eu2), (_, ev, ev2) = parts
-        with np.errstate(invalid="ignore"):
-            kxy = lpp + lmm
-            kxy -= lpm
-            kxy -= lmp
-            kxy *= 0.25
-            first = eu * ev
-            cross = eu2 * ev2                   # K (E[u]E[v] + K Var(uv)/2), in place
-            cross -= first * first
-            cross *= 0.5 * kxy
-            cross += first
-            cross *= kxy
-        cross = np.where(np.isfinite(cross), cross, 0.0)
-        cross[[0, -1], :] = 0.0
-        cross[:, [0, -1]] = 0.0
+        (_, eu, eu2, *_), (_, ev, ev2, *_) = parts
+        cross = np.zeros_like(lhat)
+        _cross_term(lhat, eu, eu2, ev, ev2, cross)
         shifts = [s + 0.5 * cross for s in shifts]
     return shifts, parts
 
 
-def transverse_targets(lhat: np.ndarray, log_pi: np.ndarray, grid: Grid) -> list[np.ndarray]:
+def transverse_targets(lhat: np.ndarray, log_pi: np.ndarray, grid: Grid, *, lhat_shifts: tuple | None = None,
+                       pi_shifts: tuple | None = None) -> list[np.ndarray]:
     """2D: per axis k the target of the axis-k flux for the point values ``lhat``: log pi averaged
     across the other axis j, log pi + kappa_j(log pi) (+ half the cross term), with the change of
     its difference along k corrected from pi's to rho's weights across the cell,
     K_xy (E_rho[v] - E_pi[v]) per edge (K_xy = h_x h_y d^2 log pi/dx dy, E the tilted cell means
     across j, in cells).  The correction vanishes where lhat = log pi + const (exact equilibrium);
-    none on periodic grids (it does not close around the wrap)."""
-    shifts_pi, parts_pi = _shifts(log_pi, grid)
-    _, parts_rho = _shifts(lhat, grid)
+    none on periodic grids (it does not close around the wrap).  ``lhat_shifts`` and ``pi_shifts``,
+    if given, are :func:`point_shifts` of ``lhat`` and ``log_pi`` (already known to the caller)."""
+    shifts_pi, parts_pi = pi_shifts if pi_shifts is not None else _shifts(log_pi, grid)
+    _, parts_rho = lhat_shifts if lhat_shifts is not None else _shifts(lhat, grid)
     targets = []
     for k in range(2):
         j = 1 - k
@@ -194,6 +201,13 @@ def transverse_targets(lhat: np.ndarray, log_pi: np.ndarray, grid: Grid) -> list
             target = target + np.where(np.isfinite(total), total, 0.0)
         targets.append(target)
     return targets
+
+
+def point_shifts(lhat: np.ndarray, grid: Grid) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]]]:
+    """Per axis the shift kappa_k of the point values ``lhat`` and the axis parts (kappa, E[u], E[u^2]
+    and the derivatives), for reuse by :func:`transverse_targets` (``to_points(..., with_shifts=True)``
+    returns them for its result)."""
+    return _shifts(lhat, grid)
 
 
 def cell_shift(lhat: np.ndarray, grid: Grid) -> list[np.ndarray]:
@@ -229,12 +243,12 @@ def _band(e1, e2, periodic, ab):
         ab[4, n - 3] = 0.5 * e1[n - 1] + 0.5 * e2[n - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _lines_newton(eu, eu2, x, periodic):
     """x <- (dC_k/dlhat)^{-1} x on every row (:func:`_band`)."""
     m, n = x.shape
-    ab = np.zeros((5, n))
-    for r in range(m):
+    for r in prange(m):
+        ab = np.empty((5, n))
         _band(eu[r], eu2[r], periodic, ab)
         _banded_solve(ab, x[r])
 
@@ -271,7 +285,7 @@ def _banded_solve(ab, x):
 
 
 def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, *, max_iter: int = 100,
-              negligible_below: float | None = None) -> np.ndarray:
+              negligible_below: float | None = None, with_shifts: bool = False):
     """D = C^{-1}: the log point values whose log cell averages are ``log_avg``, to round-off.
 
     From ``guess`` (default log_avg - kappa(log_avg)): Newton steps (2D: alternating-direction
@@ -279,7 +293,8 @@ def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, 
     ``negligible_below = g`` a cell whose density is below e^-g times the largest is held to round-off
     of the density e^-g times the largest instead of its own (its log residual may be e^(gap - g)
     times round-off): for the flux of a Fokker-Planck step, where such cells carry no weight; 2D
-    iterations converge slowest in the far tails (steep slopes at the walls), so this halves them."""
+    iterations converge slowest in the far tails (steep slopes at the walls), so this halves them.
+    With ``with_shifts`` the result is (lhat, :func:`point_shifts` of lhat), computed on the way."""
     finite = np.isfinite(log_avg)
     lhat = np.where(finite, guess, log_avg) if guess is not None else log_avg - sum(cell_shift(log_avg, grid))
     floor = 8e-16 * np.maximum(1.0, np.abs(np.where(finite, log_avg, 0.0)))
@@ -287,31 +302,33 @@ def to_points(log_avg: np.ndarray, grid: Grid, guess: np.ndarray | None = None, 
         gap = np.where(finite, np.max(log_avg[finite]) - negligible_below - log_avg, 0.0)
         floor = floor * np.exp(np.clip(gap, 0.0, 700.0))
     prev = np.inf
+    known = None                               # (shifts, parts) of the current lhat
     for _ in range(max_iter):
-        shifts, parts = _shifts(lhat, grid)
+        known = shifts, parts = _shifts(lhat, grid)
         resid = np.where(finite, lhat + sum(shifts) - log_avg, 0.0)
         size = float(np.max(np.abs(resid) - floor, initial=0.0))
         if size <= 0.0 or (size >= prev and size < 1e-10):
             break
         prev = size
         lhat = lhat - _newton_step(resid, parts, grid)
+        known = None
         if size < 1e-8 and grid.dim == 1:      # Newton: the next residual is ~size^2, round-off
             break
-    return lhat
+    if not with_shifts:
+        return lhat
+    return lhat, known if known is not None else _shifts(lhat, grid)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _lines_rates(lines, target, kappa, periodic, weight, up, down):
     """Log-quadratic jump rates of every row (the kernels' own formula), times the column weights:
     up[i] *= weight[i], down[i] *= weight[i + 1]."""
     m, n = lines.shape
-    for r in range(m):
+    for r in prange(m):
         _log_mean_line(lines[r], target[r], kappa, periodic, up[r], down[r], n, 2)
         for i in range(n):
             up[r, i] *= weight[r, i]
             down[r, i] *= weight[r, i + 1 if i < n - 1 else 0]
-
-
 
 
 def log_quadratic_rates(lhat: np.ndarray, log_target: np.ndarray, axis: int, kappa: float, periodic: bool,

@@ -43,7 +43,7 @@ from gridflow.analysis.diagnostics import kl_divergence
 from gridflow.errors import NumericalError, ScheduleError
 from gridflow.flows.fisher_rao import fisher_rao_step
 from gridflow.flows.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
-from gridflow.flows.nodal import cell_shift, log_quadratic_rates, to_averages, to_points, transverse_targets
+from gridflow.flows.nodal import log_quadratic_rates, point_shifts, to_averages, to_points, transverse_targets
 from gridflow.core.logspace import logsumexp
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
@@ -68,8 +68,8 @@ FLUX_DESCRIPTIONS = {
                 "error constant set by the density, not the drift)",
     "log-quadratic": "flux kappa m (g_i - g_j), g = log(rho/pi), mobility m = rho at the edge from the quadratic "
                      "through log rho at four cells (2nd order; exact mobility for Gaussians); with a Fisher-Rao part "
-                     "the state is cell averages, converted exactly for Gaussians to the point values that the "
-                     "flux and the Fisher-Rao step use",
+                     "or flow.values = \"cell-averages\" the state is cell averages, converted exactly for Gaussians "
+                     "to the point values that the flux and the Fisher-Rao step use",
 }
 
 
@@ -152,6 +152,10 @@ class Stepper:
         self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0 and (
             problem.values == "cell-averages" or (problem.values == "auto" and self.b > 0.0))
         self._negligible = NEGLIGIBLE_GAP if self.b == 0.0 else None
+        #: the last point values D gave and their shifts (nodal.point_shifts), reused by the next W step
+        #: that starts from them; and the target's shifts per lambda (2D cell averages)
+        self._known_points: tuple[np.ndarray, tuple] | None = None
+        self._pi_shifts: dict[float, tuple] = {}
 
     # ----------------------------------------------------------------------------- pieces
     def initial_state(self) -> State:
@@ -262,32 +266,48 @@ class Stepper:
                   else to_points(log_avg, self.grid, negligible_below=self._negligible))
         if self.b > 0.0:
             log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0, 0.5 * dt)
-        with np.errstate(invalid="ignore"):
-            shift = np.where(np.isfinite(points), log_avg - points, 0.0)
-        new = self._wasserstein_cell_averages(log_avg, shift, lam, dt)
-        points = to_points(new, self.grid, guess=points + (new - log_avg), negligible_below=self._negligible)
+        new = self._wasserstein_cell_averages(log_avg, points, lam, dt)
+        points = self._points(new, guess=points + (new - log_avg))
         log_avg = new
         if self.b > 0.0:
             log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0 + 0.5 * dt, 0.5 * dt)
         return log_avg, points
 
-    def _wasserstein_cell_averages(self, log_avg: np.ndarray, shift: np.ndarray, lam: float,
+    def _points(self, log_avg: np.ndarray, *, guess: np.ndarray) -> np.ndarray:
+        """D(log_avg) from ``guess``, remembering its shifts for the W step that starts from it."""
+        if self.grid.dim == 1:
+            return to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible)
+        points, known = to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible,
+                                  with_shifts=True)
+        self._known_points = (points, known)
+        return points
+
+    def _wasserstein_cell_averages(self, log_avg: np.ndarray, points: np.ndarray, lam: float,
                                    dt: float) -> np.ndarray:
         """W(dt) on the log cell averages (2D: Strang over the axes).
 
         Along axis k the flux is the log-quadratic one of the values that are point values along k
         and averages across it, l - kappa_k, towards the target's such values
-        (:func:`~gridflow.flows.nodal.transverse_targets`): exact edge fluxes for Gaussians.  kappa_k (``shift`` = log_avg - point values, split by axis) is frozen within the step, so the generator acting on the
+        (:func:`~gridflow.flows.nodal.transverse_targets`): exact edge fluxes for Gaussians.  kappa_k (log average minus
+        log point value along k, of ``points``) is frozen within the step, so the generator acting on the
         cell averages is the log-quadratic one with column weights e^{-kappa_k}: positive, conservative,
         and at rest exactly when the point values are log pi + const.  Each axis step is MPRK22 with
         the rates frozen at the midpoint predicted by an implicit Euler half step (second order).
         """
         log_pi = self.path.log_reference + lam * self.path.tilt
         if self.grid.dim == 1:
-            shifts, targets = [shift], [log_pi]
+            with np.errstate(invalid="ignore"):
+                shifts, targets = [np.where(np.isfinite(points), log_avg - points, 0.0)], [log_pi]
         else:
-            points = log_avg - shift
-            shifts, targets = cell_shift(points, self.grid), transverse_targets(points, log_pi, self.grid)
+            known = self._known_points
+            known = known[1] if known is not None and known[0] is points else point_shifts(points, self.grid)
+            pi_known = self._pi_shifts.get(lam)
+            if pi_known is None:
+                if len(self._pi_shifts) >= RATES_CACHE_SIZE:
+                    del self._pi_shifts[next(iter(self._pi_shifts))]
+                pi_known = self._pi_shifts[lam] = point_shifts(log_pi, self.grid)
+            shifts = known[0]
+            targets = transverse_targets(points, log_pi, self.grid, lhat_shifts=known, pi_shifts=pi_known)
         periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
 
         def axis_step(k: int, values: np.ndarray, tau: float) -> np.ndarray:
@@ -362,8 +382,7 @@ class Stepper:
                     self.stats.extrapolated += 1
                 points = half.log_points
                 if points is not None and accepted is not half.log_rho:
-                    points = to_points(accepted, self.grid, guess=points + (accepted - half.log_rho),
-                                       negligible_below=self._negligible)
+                    points = self._points(accepted, guess=points + (accepted - half.log_rho))
                 lam_old = state.lam
                 state = State(t_new, accepted, half.lam, points)
                 if kl_new is not None and state.lam == lam_old:
