@@ -117,7 +117,9 @@ def test_coarse_fab40_run_with_cell_averages(tmp_path):
     flux on the same grid (3.1e-2, test above); at 512^2 9.8e-5 at t = 0.1 (order 2.8).  Asserted: within
     the issue's 1e-3 already at 256^2, and at least 20x below log-mean's lower bound above."""
     ca = _run_coarse(tmp_path, "log-quadratic", "cell-averages")
-    assert ca[0.0] < 1e-5          # C of the centre values against exact averages: O(h^4) at t = 0
+    # t = 0: C of the centre values (exact per Gaussian) against the mixture's exact averages, O(h^4):
+    # 2.07e-6 at 512^2 and 3.53e-6 at 448^2 (ratio 1.70 = (512/448)^4), so 3.3e-5 at 256^2
+    assert ca[0.0] <= 5e-5
     assert ca[0.05] < ca[0.1] <= 1e-3
     assert 20 * ca[0.1] <= 0.027
 
