@@ -137,6 +137,7 @@ def test_fab40_path_flow_ends_at_the_mixture():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)   # ~7.5 min on 2 idle cores (docs/fab40.md); the suite's default is 300 s
 def test_shipped_fab40_case_reaches_the_closed_form(tmp_path):
     """The shipped case as `gridflow run` runs it (issue 14, acceptance 1 asks L1 <= 1e-3 at t = 0.5, 1, 3,
     7): asserts the errors measured by benchmarks/fab40_study.py for the shipped setting (docs/fab40.md)."""
