@@ -190,9 +190,7 @@ class Stepper:
                     axis_rates(-(dr + lam * dt_), self.grid, k, self.a)
                     for k, (dr, dt_) in enumerate(zip(self._ref_diff, self._tilt_diff))
                 ]
-            if len(self._rates_cache) >= RATES_CACHE_SIZE:
-                del self._rates_cache[next(iter(self._rates_cache))]      # the oldest
-            self._rates_cache[lam] = cached
+            _remember(self._rates_cache, lam, cached)
         return cached
 
     def lambda_rate(self, log_rho: np.ndarray, lam: float) -> float:
@@ -303,9 +301,7 @@ class Stepper:
             known = known[1] if known is not None and known[0] is points else point_shifts(points, self.grid)
             pi_known = self._pi_shifts.get(lam)
             if pi_known is None:
-                if len(self._pi_shifts) >= RATES_CACHE_SIZE:
-                    del self._pi_shifts[next(iter(self._pi_shifts))]
-                pi_known = self._pi_shifts[lam] = point_shifts(log_pi, self.grid)
+                pi_known = _remember(self._pi_shifts, lam, point_shifts(log_pi, self.grid))
             shifts = known[0]
             targets = transverse_targets(points, log_pi, self.grid, lhat_shifts=known, pi_shifts=pi_known)
         periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
@@ -409,6 +405,14 @@ class Stepper:
                     f"resolution. Check the densities, or loosen [time] tolerance."
                 )
         return state
+
+
+def _remember(cache: dict, key: float, value):
+    """Put ``value`` into a per-lambda cache of at most :data:`RATES_CACHE_SIZE` entries (the oldest goes)."""
+    if len(cache) >= RATES_CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
+    return value
 
 
 def _checked_lambda(lam: float, t: float) -> float:
