@@ -13,8 +13,8 @@ as its state and converts (docs/numerics.md, "cell averages and point values"):
   add, plus the cross term to second order, K_xy E[u] E[v] + K_xy^2 (E[u^2] E[v^2] - E[u]^2 E[v]^2)/2
   (the first two cumulants of K_xy u v under the axes' tilted cell measures; K_xy = h_x h_y l_xy,
   what is left out is O(K_xy^3), below 1e-9 at K_xy = 0.02);
-* :func:`to_points` ``D = C^{-1}`` by fixed-point iteration to round-off (a contraction where
-  |l'| h is moderate);
+* :func:`to_points` ``D = C^{-1}`` by Newton's method to round-off (2D: alternating-direction,
+  linear convergence; without a Fisher-Rao part only above e^-50 of the largest density);
 * :func:`log_quadratic_rates`: the jump rates of the log-quadratic flux from point values, for
   :class:`~gridflow.flows.fokker_planck.AxisRates` acting on the cell averages;
 * :func:`transverse_targets` (2D): the target of each axis' flux, log pi averaged across the other
