@@ -289,7 +289,7 @@ def profile_solve(n: int, flux: str, tol: float) -> dict:
     st = pstats.Stats(prof).stats   # (file, line, name) -> (calls, primitive, own s, cumulative s, callers)
     total = max(v[3] for v in st.values())
     parts = {"axis kernel (_blocked_walls)": "_blocked_walls", "KL guard (kl_sum)": "kl_sum",
-             "step error and extrapolation": ("local_error", "extrapolate"),
+             "step error and extrapolation": "compare",
              "set-up (Problem.from_case)": "from_case"}
     out = {"seconds": total, "load": os.getloadavg()[0], "parts": {}}
     for label, names in parts.items():

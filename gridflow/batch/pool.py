@@ -38,6 +38,29 @@ def worker_init() -> None:
         pass
 
 
+def _executor(workers: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` processes, forked from this one unless that is unsafe.
+
+    Forking is unsafe once numba's parallel kernels have run here on its OpenMP threading layer with
+    GNU OpenMP (no TBB installed): a forked child that starts a parallel kernel aborts.  Then the
+    workers come from a fork server (a fresh process that has run no kernel).
+    """
+    import sys
+
+    context = None
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        try:
+            layer = numba.threading_layer()
+        except ValueError:           # no parallel kernel has run in this process
+            layer = None
+        if layer == "omp":
+            import multiprocessing
+
+            context = multiprocessing.get_context("forkserver")
+    return cf.ProcessPoolExecutor(max_workers=workers, initializer=worker_init, mp_context=context)
+
+
 def _stop(pool: cf.ProcessPoolExecutor) -> None:
     """Interrupt a pool: SIGTERM to its workers (their runs are marked ``interrupted``), cancel the rest."""
     for proc in list(getattr(pool, "_processes", {}).values()):
@@ -50,7 +73,7 @@ def _stop(pool: cf.ProcessPoolExecutor) -> None:
 
 def _isolated(r: SweepRun) -> dict[str, Any]:
     """Run one case in a process of its own: a crash of that process fails this run only."""
-    with cf.ProcessPoolExecutor(max_workers=1, initializer=worker_init) as pool:
+    with _executor(1) as pool:
         try:
             return pool.submit(run_one, r.case, r.path).result()
         except cf.process.BrokenProcessPool:
@@ -99,7 +122,7 @@ def _pool_loop(todo: Sequence[SweepRun], workers: int, finished: Callable[[Sweep
         if stop:
             raise KeyboardInterrupt
         suspects: list[SweepRun] = []
-        with cf.ProcessPoolExecutor(max_workers=workers, initializer=worker_init) as pool:
+        with _executor(workers) as pool:
             running: dict[cf.Future, SweepRun] = {}
             try:
                 while (queue or running) and not suspects:

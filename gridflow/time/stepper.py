@@ -19,9 +19,9 @@ Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of t
 
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
-the difference in lambda for adaptive schedules; :func:`local_error`), and the step is accepted
+the difference in lambda for adaptive schedules; :mod:`gridflow.time.doubling`), and the step is accepted
 when it is at most ``tolerance``.  The accepted state is the Richardson extrapolation
-(4 rho_half - rho_full)/3 formed in log space (:func:`extrapolate`) when it is positive in every
+(4 rho_half - rho_full)/3 formed in log space (:func:`~gridflow.time.doubling.extrapolate`) when it is positive in every
 cell, else rho_half.  For a fixed target the accepted state must not increase the discrete KL
 (else rho_half is tried, else the step is rejected and dt halved).  The next dt is
 ``0.9 dt (tolerance/err)^(1/3)`` (clipped to [dt/5, 5 dt]).  Steps never straddle a save time
@@ -47,6 +47,7 @@ from gridflow.flows.nodal import log_quadratic_rates, point_shifts, to_averages,
 from gridflow.core.logspace import logsumexp
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
+from gridflow.time.doubling import compare
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
 
 #: lambdas whose W operators are kept (:meth:`Stepper.rates`).  Reuse happens only while lambda is
@@ -343,15 +344,14 @@ class Stepper:
                 dt = t_end - state.t
             full = self.step(state, dt)
             half = self.step(self.step(state, 0.5 * dt), 0.5 * dt)
-            err = (local_error(half.log_rho, full.log_rho, vol) + abs(half.lam - full.lam)) / 3.0
+            difference, ex = compare(half.log_rho, full.log_rho, vol)
+            err = (difference + abs(half.lam - full.lam)) / 3.0
             ok = bool(np.isfinite(err)) and err <= self.tolerance
             accepted = None
             if ok:
                 candidates = [half.log_rho]
-                if self.extrapolate:
-                    ex = extrapolate(half.log_rho, full.log_rho)
-                    if ex is not None:
-                        candidates.insert(0, ex)
+                if self.extrapolate and ex is not None:
+                    candidates.insert(0, ex)
                 kl_new = None
                 if self._target_fixed(state):
                     # the KL guard judges exactly the state that would be accepted: the first candidate
@@ -421,25 +421,3 @@ def _checked_lambda(lam: float, t: float) -> float:
         raise ScheduleError(f"The tempering schedule gives lambda({t:.10g}) = {float(lam)!r}, outside [0, 1]. "
                             "Use a schedule with values in [0, 1].")
     return lam
-
-
-def local_error(log_a: np.ndarray, log_b: np.ndarray, volume: float) -> float:
-    """L1 distance sum |e^a - e^b| * volume of two log densities (cells below 1e-308 count as 0)."""
-    with np.errstate(under="ignore"):
-        return float(np.abs(np.exp(log_a) - np.exp(log_b)).sum() * volume)
-
-
-def extrapolate(log_half: np.ndarray, log_full: np.ndarray) -> np.ndarray | None:
-    """Richardson extrapolation (4 rho_half - rho_full)/3 of a second-order step, in log space.
-
-    Formed as log_half + log1p((1 - e^{log_full - log_half})/3), so no cell underflows; ``None``
-    when it would not be positive in every cell (then the two half steps are taken as they are).
-    Its mass is that of the two solutions (exactly, in exact arithmetic).
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = log_full - log_half
-        both_empty = np.isneginf(log_full) & np.isneginf(log_half)
-        diff = np.where(both_empty, 0.0, diff)
-        if not np.all(diff < np.log(4.0)):        # also rejects NaN
-            return None
-        return log_half + np.log1p(-np.expm1(diff) / 3.0)

@@ -331,6 +331,58 @@ def test_one_worker_runs_in_this_process(tmp_path, monkeypatch):
         run_sweep(tmp_path / "s.toml", output=tmp_path / "o2", workers=2)
 
 
+_AFTER_A_KERNEL = """
+import json, sys
+import concurrent.futures as cf
+import numba, numpy as np
+from gridflow.analysis.kl_kernel import kl_sum
+from gridflow.batch.sweep import read_index, run_sweep
+
+kl_sum(np.zeros(10000), np.zeros(10000))       # a parallel kernel runs in this process
+out = {"layer": numba.threading_layer()}
+try:                                            # is a plain forked child that runs one safe here?
+    with cf.ProcessPoolExecutor(1) as pool:
+        pool.submit(kl_sum, np.zeros(10000), np.zeros(10000)).result()
+    out["plain_fork"] = "ok"
+except cf.process.BrokenProcessPool:
+    out["plain_fork"] = "died"
+index = run_sweep(sys.argv[1], output=sys.argv[2], workers=2)
+out["statuses"] = [r["status"] for r in read_index(index)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("layer", ["omp", "default"])
+def test_sweep_after_a_parallel_kernel_on_any_threading_layer(tmp_path, layer):
+    """A sweep started in a process that has already run numba's parallel kernels gets working workers
+    on every threading layer: with GNU OpenMP (not fork-safe) a plainly forked child that runs a
+    kernel dies, so the pool's workers come from a fork server; with TBB (the installed default on
+    Linux) forking is safe."""
+    import json
+    import os
+    import subprocess
+
+    (tmp_path / "s.toml").write_text('name = "k"\n' + BASE + '[vary]\n"time.end" = [0.25, 0.5, 0.75]\n')
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
+    done = subprocess.run([sys.executable, "-c", _AFTER_A_KERNEL, str(tmp_path / "s.toml"), str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["statuses"] == ["complete"] * 3
+    if layer == "default":
+        import platform
+
+        if platform.system() == "Linux" and platform.machine() == "x86_64":   # where the tbb wheel installs
+            assert out["layer"] == "tbb" and out["plain_fork"] == "ok"
+    elif out["plain_fork"] == "ok":
+        pytest.skip("this OpenMP runtime is fork-safe: nothing to guard against")
+    else:
+        assert out["layer"] == "omp"
+
+
 def test_local_cluster_gives_the_local_pool_results(tmp_path):
     distributed = pytest.importorskip("distributed")
     (tmp_path / "s.toml").write_text(SWEEP)

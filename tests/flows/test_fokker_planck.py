@@ -195,6 +195,40 @@ def test_column_kernel_redoes_only_the_columns_that_need_the_log_path(order):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11)
 
 
+@pytest.mark.parametrize("columns", [False, True], ids=["rows", "columns"])
+@pytest.mark.parametrize("log_mean", [0, 1, 2], ids=["fixed-rates", "log-mean", "log-quadratic"])
+def test_blocked_kernel_result_does_not_depend_on_how_blocks_are_shared_among_threads(columns, log_mean):
+    """The blocks of lines are independent: the ratio path split over 1, 2, 3 or 7 chunks (numba's
+    threads each take every k-th block) gives bit-identical log densities and the same lines
+    marked for the log path, on a grid with a partial last block and some refused lines."""
+    from gridflow.flows.kernels import BLOCK, MAX_JUMP
+    from gridflow.flows.kernels.blocked import _blocked_walls
+
+    n, m = 37, 3 * BLOCK + 5
+    rng = np.random.default_rng(7)
+    l = -0.5 * np.linspace(-3, 3, n)[:, None] ** 2 + 0.2 * rng.standard_normal((n, m))
+    l[4:6, 3] = -np.inf                           # a column (or row) the ratio path refuses
+    l[20:, 2 * BLOCK + 1] -= 3.0 * MAX_JUMP
+    if not columns:
+        l = np.ascontiguousarray(l.T)
+    up = np.abs(rng.standard_normal(l.shape)) + 0.5
+    down = np.abs(rng.standard_normal(l.shape)) + 0.5
+    p = -0.3 * l if log_mean else l
+    results = []
+    for threads in (1, 2, 3, 7):
+        out = np.full_like(l, np.nan)
+        bad = np.zeros(m, dtype=np.bool_)
+        _blocked_walls(l, up, down, p, 0.8, log_mean, 0.05, True, columns, out, bad, threads)
+        results.append((out, bad))
+    out1, bad1 = results[0]
+    assert set(np.flatnonzero(bad1)) == {3, 2 * BLOCK + 1}
+    good = ~bad1
+    assert np.all(np.isfinite(out1[:, good] if columns else out1[good]))
+    for out, bad in results[1:]:
+        np.testing.assert_array_equal(bad, bad1)
+        np.testing.assert_array_equal(out[:, good] if columns else out[good], out1[:, good] if columns else out1[good])
+
+
 def test_every_module_compiled_into_a_cached_kernel_invalidates_its_cache():
     """numba re-validates a kernel's disk cache against its own file only, so the package lists, per
     kernel module, every kernel module compiled into its kernels (imported, directly or not): an

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from gridflow.flows.kernels.rates import _log_mean_rates, _log_quadratic_rates
 from gridflow.flows.kernels.scalar import _NEG_INF, HAZARD, MAX_JUMP, TINY
@@ -58,10 +58,11 @@ def _block_sweep(EU, ED, r, ri, x, cp, w):
 
 
 @njit(cache=True, inline="always")
-def _block_ratio(x, L, OUT, bad, n, w, invert):
+def _block_ratio(x, L, OUT, bad, n, w, invert, logs):
     """The new log density ``OUT = L + log x`` from the ratios ``x = y/rho`` of a block's sweep;
     a line with a ratio outside (TINY, HAZARD] is marked ``bad`` (that ratio taken as 1).  With
-    ``invert`` (after the first stage) ``x`` is replaced by ``rho/y``, the second stage's weights."""
+    ``invert`` (after the first stage) ``x`` is replaced by ``rho/y``, the second stage's weights;
+    ``logs`` False skips ``OUT`` (the first stage of fixed rates needs only the weights)."""
     for i in range(n):
         for j in range(w):
             xv = x[i, j]
@@ -70,7 +71,8 @@ def _block_ratio(x, L, OUT, bad, n, w, invert):
                 xv = 1.0
             if invert:
                 x[i, j] = 1.0 / xv
-                OUT[i, j] = L[i, j] - math.log(x[i, j])
+                if logs:
+                    OUT[i, j] = L[i, j] + math.log(xv)
             else:
                 OUT[i, j] = L[i, j] + math.log(xv)
 
@@ -105,7 +107,7 @@ def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r
             ED[i, j] = tau * DOWN[i, j]
     _block_sweep(EU, ED, r, ri, x, cp, w)
     if two_stage:
-        _block_ratio(x, L, OUT, bad, n, w, True)     # log y1 in OUT, w0 = rho / y1 in x
+        _block_ratio(x, L, OUT, bad, n, w, True, log_mean > 0)   # w0 = rho / y1 in x (log y1 in OUT if needed)
         if log_mean:
             _block_log_mean(OUT, P, kappa, w, U1, D1, log_mean)
         for i in range(n):
@@ -116,50 +118,58 @@ def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r
                 EU[i, j] = 0.5 * tau * (UP[i, j] * x[i, j] + u1)
                 ED[i, j] = 0.5 * tau * (DOWN[i, j] * x[ip, j] + d1)
         _block_sweep(EU, ED, r, ri, x, cp, w)
-    _block_ratio(x, L, OUT, bad, n, w, False)
+    _block_ratio(x, L, OUT, bad, n, w, False, True)
 
 
-@njit(cache=True)
-def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad):
+@njit(cache=True, parallel=True)
+def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, threads):
     """Ratio path of every line with walls, in blocks of BLOCK lines.
 
-    ``columns`` True: lines are the columns of the ``(n, m)`` arrays; else their rows.
+    ``columns`` True: lines are the columns of the ``(n, m)`` arrays; else their rows.  The blocks
+    are independent: numba's threads take every ``chunks``-th block each, with work arrays of their
+    own (``threads`` of them at most: ``numba.get_num_threads()``), so the result does not depend on
+    the number of threads.
     """
     n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
     width = min(BLOCK, m)   # a 1D grid (one line) gets (n, 1) work arrays
-    work = np.empty((13, n, width))   # the block's work arrays, one allocation
-    L, P, UP, DOWN, OUT, r, ri = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
-    EU, ED, x, cp, U1, D1 = work[7], work[8], work[9], work[10], work[11], work[12]
-    badb = np.empty(width, dtype=np.bool_)
-    for k0 in range(0, m, width):
-        w = min(width, m - k0)
-        if columns:
-            for i in range(n):
-                for j in range(w):
-                    L[i, j] = l[i, k0 + j]
-                    if log_mean:
-                        P[i, j] = p[i, k0 + j]
-                    else:
-                        UP[i, j] = up[i, k0 + j]
-                        DOWN[i, j] = down[i, k0 + j]
-        else:
-            for j in range(w):
+    blocks = (m + width - 1) // width
+    chunks = max(1, min(threads, blocks))
+    work = np.empty((chunks, 13, n, width))   # each thread's work arrays, one allocation
+    badw = np.empty((chunks, width), dtype=np.bool_)
+    for c in prange(chunks):
+        L, P, UP, DOWN, OUT, r, ri = work[c, 0], work[c, 1], work[c, 2], work[c, 3], work[c, 4], work[c, 5], work[c, 6]
+        EU, ED, x, cp, U1, D1 = work[c, 7], work[c, 8], work[c, 9], work[c, 10], work[c, 11], work[c, 12]
+        badb = badw[c]
+        for b in range(c, blocks, chunks):
+            k0 = b * width
+            w = min(width, m - k0)
+            if columns:
                 for i in range(n):
-                    L[i, j] = l[k0 + j, i]
-                    if log_mean:
-                        P[i, j] = p[k0 + j, i]
-                    else:
-                        UP[i, j] = up[k0 + j, i]
-                        DOWN[i, j] = down[k0 + j, i]
-        _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, badb, r, ri, EU, ED, x, cp, U1, D1)
-        for j in range(w):
-            bad[k0 + j] = badb[j]
-        if columns:
-            for i in range(n):
+                    for j in range(w):
+                        L[i, j] = l[i, k0 + j]
+                        if log_mean:
+                            P[i, j] = p[i, k0 + j]
+                        else:
+                            UP[i, j] = up[i, k0 + j]
+                            DOWN[i, j] = down[i, k0 + j]
+            else:
                 for j in range(w):
-                    out[i, k0 + j] = OUT[i, j]
-        else:
+                    for i in range(n):
+                        L[i, j] = l[k0 + j, i]
+                        if log_mean:
+                            P[i, j] = p[k0 + j, i]
+                        else:
+                            UP[i, j] = up[k0 + j, i]
+                            DOWN[i, j] = down[k0 + j, i]
+            _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, badb, r, ri, EU, ED, x, cp,
+                         U1, D1)
             for j in range(w):
+                bad[k0 + j] = badb[j]
+            if columns:
                 for i in range(n):
-                    out[k0 + j, i] = OUT[i, j]
-
+                    for j in range(w):
+                        out[i, k0 + j] = OUT[i, j]
+            else:
+                for j in range(w):
+                    for i in range(n):
+                        out[k0 + j, i] = OUT[i, j]

@@ -1,0 +1,64 @@
+"""Step doubling's comparison: the compiled pass equals the numpy definitions, at every extreme."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridflow.time.doubling import COMPILED_SIZE, compare, extrapolate, local_error
+
+
+def _pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two log densities a step apart: a smooth profile reaching e^-900, an empty region, noise."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-30.0, 30.0, n)
+    half = -x**2 + 0.1 * rng.standard_normal(n)          # down to about -900: below the double range
+    half[: n // 50] = -np.inf                            # empty in both
+    full = half + 0.3 * rng.standard_normal(n)
+    full[: n // 50] = -np.inf
+    return half, full
+
+
+@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, COMPILED_SIZE, 3 * 8192 + 17])
+def test_compare_equals_local_error_and_extrapolate(n):
+    """Error to round-off of the sum (relative 1e-13) and the extrapolation to 1e-12 in every cell,
+    including cells far below the double range and empty ones (still empty)."""
+    half, full = _pair(n, seed=n)
+    err, ex = compare(half, full, 0.01)
+    assert err == pytest.approx(local_error(half, full, 0.01), rel=1e-13, abs=0.0)
+    ref = extrapolate(half, full)
+    assert ref is not None and ex is not None
+    empty = np.isneginf(ref)
+    np.testing.assert_array_equal(np.isneginf(ex), empty)
+    assert empty.sum() == n // 50
+    np.testing.assert_allclose(ex[~empty], ref[~empty], rtol=1e-15, atol=1e-12)
+    assert np.all(np.isfinite(ex[~empty])) and ex[~empty].min() < -800.0   # no cell underflowed to -inf
+
+
+@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, 3 * 8192 + 17])
+@pytest.mark.parametrize("spoil", ["negative", "nan", "revived"])
+def test_compare_refuses_an_extrapolation_that_would_not_be_positive(n, spoil):
+    """A cell where the full step is 4x the half steps' (the extrapolation would be <= 0), a NaN, or
+    a cell empty after the half steps but not after the full step: no extrapolation, in one cell
+    among tens of thousands, in the last chunk."""
+    half, full = _pair(n, seed=3)
+    if spoil == "negative":
+        full[-5] = half[-5] + np.log(4.0)
+    elif spoil == "nan":
+        full[-5] = np.nan
+    else:
+        half[-5] = -np.inf
+    err, ex = compare(half, full, 1.0)
+    assert ex is None and extrapolate(half, full) is None
+    if spoil == "nan":
+        assert np.isnan(err)
+    else:
+        assert err == pytest.approx(local_error(half, full, 1.0), rel=1e-13)
+
+
+def test_compare_in_2d_keeps_the_shape():
+    half, full = _pair(120 * 80, seed=5)
+    err, ex = compare(half.reshape(120, 80), full.reshape(120, 80), 0.5)
+    assert ex.shape == (120, 80)
+    np.testing.assert_allclose(ex, extrapolate(half, full).reshape(120, 80), rtol=1e-15, atol=1e-12)
+    assert err == pytest.approx(local_error(half, full, 0.5), rel=1e-13)
