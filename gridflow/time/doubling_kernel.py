@@ -1,45 +1,70 @@
-"""The compiled pass of :func:`gridflow.time.doubling.compare` (numba, cached on disk, on all cores)."""
+"""The compiled pass of :func:`gridflow.time.doubling.compare` (numba, cached on disk; on numba's
+threads from :data:`PARALLEL_CHUNKS` chunks of cells)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
+
+#: Chunks from which the pass runs on numba's threads.
+PARALLEL_CHUNKS = 4
+
+
+@njit(cache=True, inline="always")
+def _chunk(a, b, out, c, chunk, log4):
+    """Cells [c chunk, (c + 1) chunk): their sum |e^a - e^b| and whether the extrapolation failed."""
+    s = 0.0
+    bad = False
+    for i in range(c * chunk, min(a.shape[0], (c + 1) * chunk)):
+        x = a[i]
+        y = b[i]
+        s += abs(math.exp(x) - math.exp(y))
+        if x == -np.inf and y == -np.inf:
+            out[i] = -np.inf
+            continue
+        d = y - x
+        if not d < log4:           # also NaN
+            bad = True
+            out[i] = np.nan
+            continue
+        out[i] = x + math.log1p(-math.expm1(d) / 3.0)
+    return s, bad
 
 
 @njit(cache=True, parallel=True)
-def compare_pass(a, b, out, chunk, log4):
-    """``(sum |e^a - e^b|, positive)`` and ``out = a + log1p(-expm1(b - a)/3)`` for the flat log
-    densities ``a`` (two half steps) and ``b`` (one full step); ``positive`` is False when
-    ``b - a < log4`` fails in a cell that is not empty in both (``out`` is then not to be used).
-    Partial sums over fixed chunks of ``chunk`` cells, added in order."""
-    n = a.shape[0]
-    chunks = (n + chunk - 1) // chunk
+def _pass_parallel(a, b, out, chunk, log4):
+    chunks = (a.shape[0] + chunk - 1) // chunk
     parts = np.zeros(chunks)
     refused = np.zeros(chunks, dtype=np.bool_)
     for c in prange(chunks):
-        s = 0.0
-        bad = False
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            x = a[i]
-            y = b[i]
-            s += abs(math.exp(x) - math.exp(y))
-            if x == -np.inf and y == -np.inf:
-                out[i] = -np.inf
-                continue
-            d = y - x
-            if not d < log4:           # also NaN
-                bad = True
-                out[i] = np.nan
-                continue
-            out[i] = x + math.log1p(-math.expm1(d) / 3.0)
-        parts[c] = s
-        refused[c] = bad
+        parts[c], refused[c] = _chunk(a, b, out, c, chunk, log4)
     total = 0.0
     positive = True
     for c in range(chunks):
         total += parts[c]
-        if refused[c]:
-            positive = False
+        positive = positive and not refused[c]
     return total, positive
+
+
+@njit(cache=True)
+def _pass_serial(a, b, out, chunk, log4):
+    total = 0.0
+    positive = True
+    for c in range((a.shape[0] + chunk - 1) // chunk):
+        s, bad = _chunk(a, b, out, c, chunk, log4)
+        total += s
+        positive = positive and not bad
+    return total, positive
+
+
+def compare_pass(a: np.ndarray, b: np.ndarray, out: np.ndarray, chunk: int, log4: float) -> tuple[float, bool]:
+    """``(sum |e^a - e^b|, positive)`` and ``out = a + log1p(-expm1(b - a)/3)`` for the flat log
+    densities ``a`` (two half steps) and ``b`` (one full step); ``positive`` is False when
+    ``b - a < log4`` fails in a cell that is not empty in both (``out`` is then not to be used).
+    Partial sums over fixed chunks of ``chunk`` cells, added in order (the same result on any
+    number of threads)."""
+    if a.shape[0] >= PARALLEL_CHUNKS * chunk and get_num_threads() > 1:
+        return _pass_parallel(a, b, out, chunk, log4)
+    return _pass_serial(a, b, out, chunk, log4)

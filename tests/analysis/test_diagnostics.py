@@ -50,12 +50,16 @@ def test_kl_with_densities_spanning_e_minus_2000_is_finite():
     assert kl_divergence(log_pi, log_pi, GRID) == 0.0
 
 
-def test_compiled_kl_sum_equals_the_array_formula(monkeypatch):
-    """Large grids use a compiled one-pass sum; it equals the array formula (to summation-order
-    round-off) on densities with empty cells, e^-2000 tails and both branches of phi."""
+@pytest.mark.parametrize("cells", [(80, 90), (200, 210)], ids=["one-thread", "threads"])
+def test_compiled_kl_sum_equals_the_array_formula(monkeypatch, cells):
+    """Large grids use a compiled one-pass sum (on numba's threads from 4 chunks of 8192 cells); it
+    equals the array formula (to summation-order round-off) on densities with empty cells, e^-2000
+    tails and both branches of phi."""
     import gridflow.analysis.diagnostics as diagnostics
+    from gridflow.analysis.kl_kernel import CHUNK, PARALLEL_CHUNKS
 
-    grid = Grid((-5.0, -5.0), (5.0, 5.0), (80, 90))
+    grid = Grid((-5.0, -5.0), (5.0, 5.0), cells)
+    assert (grid.size >= PARALLEL_CHUNKS * CHUNK) == (cells[0] == 200)
     x, y = grid.coordinates
     log_pi = normalise(-(x - 4.0) ** 2 / 0.02 - 0.5 * y ** 2, grid)
     log_rho = normalise(-0.5 * (x ** 2 + y ** 2) + 0.5 * np.sin(3 * y), grid)

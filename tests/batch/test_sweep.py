@@ -338,11 +338,11 @@ import numba, numpy as np
 from gridflow.analysis.kl_kernel import kl_sum
 from gridflow.batch.sweep import read_index, run_sweep
 
-kl_sum(np.zeros(10000), np.zeros(10000))       # a parallel kernel runs in this process
+kl_sum(np.zeros(10**5), np.zeros(10**5))       # a parallel kernel runs in this process
 out = {"layer": numba.threading_layer()}
 try:                                            # is a plain forked child that runs one safe here?
     with cf.ProcessPoolExecutor(1) as pool:
-        pool.submit(kl_sum, np.zeros(10000), np.zeros(10000)).result()
+        pool.submit(kl_sum, np.zeros(10**5), np.zeros(10**5)).result()
     out["plain_fork"] = "ok"
 except cf.process.BrokenProcessPool:
     out["plain_fork"] = "died"

@@ -199,10 +199,10 @@ def test_column_kernel_redoes_only_the_columns_that_need_the_log_path(order):
 @pytest.mark.parametrize("log_mean", [0, 1, 2], ids=["fixed-rates", "log-mean", "log-quadratic"])
 def test_blocked_kernel_result_does_not_depend_on_how_blocks_are_shared_among_threads(columns, log_mean):
     """The blocks of lines are independent: the ratio path split over 1, 2, 3 or 7 chunks (numba's
-    threads each take every k-th block) gives bit-identical log densities and the same lines
+    threads each take every k-th block) or on the calling thread gives bit-identical log densities and the same lines
     marked for the log path, on a grid with a partial last block and some refused lines."""
     from gridflow.flows.kernels import BLOCK, MAX_JUMP
-    from gridflow.flows.kernels.blocked import _blocked_walls
+    from gridflow.flows.kernels.blocked import _blocked_walls, _blocked_walls_serial
 
     n, m = 37, 3 * BLOCK + 5
     rng = np.random.default_rng(7)
@@ -220,6 +220,10 @@ def test_blocked_kernel_result_does_not_depend_on_how_blocks_are_shared_among_th
         bad = np.zeros(m, dtype=np.bool_)
         _blocked_walls(l, up, down, p, 0.8, log_mean, 0.05, True, columns, out, bad, threads)
         results.append((out, bad))
+    out = np.full_like(l, np.nan)
+    bad = np.zeros(m, dtype=np.bool_)
+    _blocked_walls_serial(l, up, down, p, 0.8, log_mean, 0.05, True, columns, out, bad)
+    results.append((out, bad))
     out1, bad1 = results[0]
     assert set(np.flatnonzero(bad1)) == {3, 2 * BLOCK + 1}
     good = ~bad1

@@ -19,7 +19,7 @@ def _pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return half, full
 
 
-@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, COMPILED_SIZE, 3 * 8192 + 17])
+@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, COMPILED_SIZE, 3 * 8192 + 17, 5 * 8192 + 17])
 def test_compare_equals_local_error_and_extrapolate(n):
     """Error to round-off of the sum (relative 1e-13) and the extrapolation to 1e-12 in every cell,
     including cells far below the double range and empty ones (still empty)."""
@@ -35,7 +35,7 @@ def test_compare_equals_local_error_and_extrapolate(n):
     assert np.all(np.isfinite(ex[~empty])) and ex[~empty].min() < -800.0   # no cell underflowed to -inf
 
 
-@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, 3 * 8192 + 17])
+@pytest.mark.parametrize("n", [COMPILED_SIZE - 1, 3 * 8192 + 17, 5 * 8192 + 17])
 @pytest.mark.parametrize("spoil", ["negative", "nan", "revived"])
 def test_compare_refuses_an_extrapolation_that_would_not_be_positive(n, spoil):
     """A cell where the full step is 4x the half steps' (the extrapolation would be <= 0), a NaN, or

@@ -46,10 +46,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from numba import get_num_threads
 
 from gridflow.flows.kernels import blocked, lines, rates, scalar, tridiagonal
-from gridflow.flows.kernels.blocked import BLOCK, _blocked_walls
+from gridflow.flows.kernels.blocked import BLOCK, blocked_walls
 from gridflow.flows.kernels.lines import _lines_one_by_one
 from gridflow.flows.kernels.scalar import HAZARD, MAX_JUMP, TINY
 
@@ -108,7 +107,7 @@ def step_rows(l, up, down, tau, periodic, two_stage, log_only=False, log_target=
     out = np.empty_like(l)
     todo = np.ones(l.shape[0], dtype=np.bool_)
     if not (periodic or log_only):
-        _blocked_walls(l, up, down, p, float(kappa), log_mean, tau, two_stage, False, out, todo, get_num_threads())
+        blocked_walls(l, up, down, p, float(kappa), log_mean, tau, two_stage, False, out, todo)
     slow = (_lines_one_by_one(l, up, down, p, float(kappa), log_mean, tau, periodic, two_stage, log_only, out, todo)
             if todo.any() else 0)
     return out, slow
@@ -124,7 +123,7 @@ def step_cols(l, up, down, tau, periodic, two_stage, log_only=False, log_target=
     if not (periodic or log_only):
         out = np.empty_like(l)
         bad = np.zeros(l.shape[1], dtype=np.bool_)
-        _blocked_walls(l, up_, down_, p, float(kappa), log_mean, tau, two_stage, True, out, bad, get_num_threads())
+        blocked_walls(l, up_, down_, p, float(kappa), log_mean, tau, two_stage, True, out, bad)
         if not bad.any():
             return out, 0
     t = np.ascontiguousarray

@@ -11,13 +11,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from gridflow.flows.kernels.rates import _log_mean_rates, _log_quadratic_rates
 from gridflow.flows.kernels.scalar import _NEG_INF, HAZARD, MAX_JUMP, TINY
 
 #: Lines per block of the blocked kernel (its work arrays stay in cache).
 BLOCK = 32
+
+#: Blocks of lines from which the kernel runs on numba's threads (a parallel launch costs more than
+#: it saves on fewer lines, and on a busy machine waiting for a thread can cost much more).
+PARALLEL_BLOCKS = 4
 
 
 @njit(cache=True, inline="always")
@@ -121,55 +125,82 @@ def _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, bad, r
     _block_ratio(x, L, OUT, bad, n, w, False, True)
 
 
+@njit(cache=True, inline="always")
+def _chunk_of_blocks(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, work, badb, c, chunks):
+    """Blocks c, c + chunks, c + 2 chunks, ... of the lines (see :func:`_blocked_walls`), with the
+    ``(13, n, BLOCK)`` work arrays ``work`` and the block's flags ``badb``."""
+    n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
+    width = work.shape[2]
+    blocks = (m + width - 1) // width
+    L, P, UP, DOWN, OUT, r, ri = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
+    EU, ED, x, cp, U1, D1 = work[7], work[8], work[9], work[10], work[11], work[12]
+    for b in range(c, blocks, chunks):
+        k0 = b * width
+        w = min(width, m - k0)
+        if columns:
+            for i in range(n):
+                for j in range(w):
+                    L[i, j] = l[i, k0 + j]
+                    if log_mean:
+                        P[i, j] = p[i, k0 + j]
+                    else:
+                        UP[i, j] = up[i, k0 + j]
+                        DOWN[i, j] = down[i, k0 + j]
+        else:
+            for j in range(w):
+                for i in range(n):
+                    L[i, j] = l[k0 + j, i]
+                    if log_mean:
+                        P[i, j] = p[k0 + j, i]
+                    else:
+                        UP[i, j] = up[k0 + j, i]
+                        DOWN[i, j] = down[k0 + j, i]
+        _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, badb, r, ri, EU, ED, x, cp, U1, D1)
+        for j in range(w):
+            bad[k0 + j] = badb[j]
+        if columns:
+            for i in range(n):
+                for j in range(w):
+                    out[i, k0 + j] = OUT[i, j]
+        else:
+            for j in range(w):
+                for i in range(n):
+                    out[k0 + j, i] = OUT[i, j]
+
+
 @njit(cache=True, parallel=True)
 def _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, threads):
-    """Ratio path of every line with walls, in blocks of BLOCK lines.
+    """Ratio path of every line with walls, in blocks of BLOCK lines, on numba's threads.
 
     ``columns`` True: lines are the columns of the ``(n, m)`` arrays; else their rows.  The blocks
-    are independent: numba's threads take every ``chunks``-th block each, with work arrays of their
-    own (``threads`` of them at most: ``numba.get_num_threads()``), so the result does not depend on
-    the number of threads.
+    are independent: ``chunks`` = min(``threads``, blocks) chunks take every ``chunks``-th block
+    each, with work arrays of their own, so the result does not depend on the number of threads.
     """
     n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
     width = min(BLOCK, m)   # a 1D grid (one line) gets (n, 1) work arrays
-    blocks = (m + width - 1) // width
-    chunks = max(1, min(threads, blocks))
-    work = np.empty((chunks, 13, n, width))   # each thread's work arrays, one allocation
+    chunks = max(1, min(threads, (m + width - 1) // width))
+    work = np.empty((chunks, 13, n, width))   # each chunk's work arrays, one allocation
     badw = np.empty((chunks, width), dtype=np.bool_)
     for c in prange(chunks):
-        L, P, UP, DOWN, OUT, r, ri = work[c, 0], work[c, 1], work[c, 2], work[c, 3], work[c, 4], work[c, 5], work[c, 6]
-        EU, ED, x, cp, U1, D1 = work[c, 7], work[c, 8], work[c, 9], work[c, 10], work[c, 11], work[c, 12]
-        badb = badw[c]
-        for b in range(c, blocks, chunks):
-            k0 = b * width
-            w = min(width, m - k0)
-            if columns:
-                for i in range(n):
-                    for j in range(w):
-                        L[i, j] = l[i, k0 + j]
-                        if log_mean:
-                            P[i, j] = p[i, k0 + j]
-                        else:
-                            UP[i, j] = up[i, k0 + j]
-                            DOWN[i, j] = down[i, k0 + j]
-            else:
-                for j in range(w):
-                    for i in range(n):
-                        L[i, j] = l[k0 + j, i]
-                        if log_mean:
-                            P[i, j] = p[k0 + j, i]
-                        else:
-                            UP[i, j] = up[k0 + j, i]
-                            DOWN[i, j] = down[k0 + j, i]
-            _block_walls(L, UP, DOWN, P, kappa, log_mean, w, tau, two_stage, OUT, badb, r, ri, EU, ED, x, cp,
-                         U1, D1)
-            for j in range(w):
-                bad[k0 + j] = badb[j]
-            if columns:
-                for i in range(n):
-                    for j in range(w):
-                        out[i, k0 + j] = OUT[i, j]
-            else:
-                for j in range(w):
-                    for i in range(n):
-                        out[k0 + j, i] = OUT[i, j]
+        _chunk_of_blocks(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, work[c], badw[c], c, chunks)
+
+
+@njit(cache=True)
+def _blocked_walls_serial(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad):
+    """:func:`_blocked_walls` on the calling thread (no thread pool: for a few lines, e.g. a 1D grid)."""
+    n, m = (l.shape[0], l.shape[1]) if columns else (l.shape[1], l.shape[0])
+    width = min(BLOCK, m)
+    work = np.empty((13, n, width))
+    badb = np.empty(width, dtype=np.bool_)
+    _chunk_of_blocks(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, work, badb, 0, 1)
+
+
+def blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad) -> None:
+    """The ratio path of every line with walls (``bad`` marks the lines it refuses): on numba's threads
+    from :data:`PARALLEL_BLOCKS` blocks of lines, else on the calling thread (the same result)."""
+    m = l.shape[1] if columns else l.shape[0]
+    threads = get_num_threads()
+    if threads > 1 and m >= PARALLEL_BLOCKS * BLOCK:
+        _blocked_walls(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad, threads)
+    else:
+        _blocked_walls_serial(l, up, down, p, kappa, log_mean, tau, two_stage, columns, out, bad)
