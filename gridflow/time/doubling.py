@@ -28,10 +28,20 @@ CHUNK = 8192
 LOG4 = math.log(4.0)
 
 
-def local_error(log_a: np.ndarray, log_b: np.ndarray, volume: float) -> float:
-    """L1 distance sum |e^a - e^b| * volume of two log densities (cells below 1e-308 count as 0)."""
-    with np.errstate(under="ignore"):
-        return float(np.abs(np.exp(log_a) - np.exp(log_b)).sum() * volume)
+def local_error(log_a: np.ndarray, log_b: np.ndarray, volume: float, log_weight: np.ndarray | None = None) -> float:
+    """L1 distance sum |e^a - e^b| * volume of two log densities (cells below 1e-308 count as 0).
+
+    With ``log_weight`` (log w) each cell counts max(|e^a - e^b|, w |a - b|): the relative difference
+    weighted by w as well (where a and b are both finite).  With w the target, a cell far below the
+    target whose *relative* error a Fisher–Rao part will multiply up as it grows the cell towards the
+    target counts as if it already held the target's mass (docs/numerics.md, "far Gaussian").
+    """
+    with np.errstate(under="ignore", invalid="ignore", over="ignore"):
+        terms = np.abs(np.exp(log_a) - np.exp(log_b))
+        if log_weight is not None:
+            rel = np.abs(log_a - log_b)
+            terms = np.maximum(terms, np.where(rel < np.inf, np.exp(log_weight) * np.where(rel < np.inf, rel, 0.0), 0.0))
+        return float(terms.sum() * volume)
 
 
 def extrapolate(log_half: np.ndarray, log_full: np.ndarray) -> np.ndarray | None:
@@ -50,14 +60,16 @@ def extrapolate(log_half: np.ndarray, log_full: np.ndarray) -> np.ndarray | None
         return log_half + np.log1p(-np.expm1(diff) / 3.0)
 
 
-def compare(log_half: np.ndarray, log_full: np.ndarray, volume: float) -> tuple[float, np.ndarray | None]:
-    """``(local_error(log_half, log_full, volume), extrapolate(log_half, log_full))`` in one pass."""
+def compare(log_half: np.ndarray, log_full: np.ndarray, volume: float,
+            log_weight: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
+    """``(local_error(log_half, log_full, volume, log_weight), extrapolate(log_half, log_full))`` in one pass."""
     if log_half.size < COMPILED_SIZE:
-        return local_error(log_half, log_full, volume), extrapolate(log_half, log_full)
+        return local_error(log_half, log_full, volume, log_weight), extrapolate(log_half, log_full)
     from gridflow.time.doubling_kernel import compare_pass
 
     a = np.ascontiguousarray(log_half, dtype=float)
     b = np.ascontiguousarray(log_full, dtype=float)
+    w = None if log_weight is None else np.ascontiguousarray(log_weight, dtype=float).ravel()
     out = np.empty_like(a)
-    total, positive = compare_pass(a.ravel(), b.ravel(), out.ravel(), CHUNK, LOG4)
+    total, positive = compare_pass(a.ravel(), b.ravel(), w, out.ravel(), CHUNK, LOG4)
     return float(total * volume), (out if positive else None)

@@ -20,7 +20,9 @@ Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of t
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
 the difference in lambda for adaptive schedules; :mod:`gridflow.time.doubling`), and the step is accepted
-when it is at most ``tolerance``.  The accepted state is the Richardson extrapolation
+when it is at most ``tolerance``.  With a Fisher–Rao part each cell counts at least
+``pi_lambda |log rho_half - log rho_full|``: Fisher–Rao grows a cell far below the target towards
+it and multiplies its relative error with it, which the L1 norm of the small density does not see.  The accepted state is the Richardson extrapolation
 (4 rho_half - rho_full)/3 formed in log space (:func:`~gridflow.time.doubling.extrapolate`) when it is positive in every
 cell, else rho_half.  For a fixed target the accepted state must not increase the discrete KL
 (else rho_half is tried, else the step is rejected and dt halved).  The next dt is
@@ -122,7 +124,8 @@ class StepStats:
 class Stepper:
     """Adaptive splitting integrator for one :class:`~gridflow.core.problem.Problem`.
 
-    ``tolerance`` bounds the local error per step in total variation (L1 of the density);
+    ``tolerance`` bounds the local error per step in total variation (L1 of the density; with a
+    Fisher–Rao part each cell counts at least pi_lambda times its relative error);
     ``max_step`` caps the step; ``initial_step`` is the first step tried.
     """
 
@@ -344,7 +347,9 @@ class Stepper:
                 dt = t_end - state.t
             full = self.step(state, dt)
             half = self.step(self.step(state, 0.5 * dt), 0.5 * dt)
-            difference, ex = compare(half.log_rho, full.log_rho, vol)
+            # with a Fisher-Rao part a cell's relative error counts with the mass pi_lambda gives it (doubling.local_error)
+            weight = self.path.log_density(state.lam) if self.b > 0.0 else None
+            difference, ex = compare(half.log_rho, full.log_rho, vol, weight)
             err = (difference + abs(half.lam - full.lam)) / 3.0
             ok = bool(np.isfinite(err)) and err <= self.tolerance
             accepted = None
