@@ -40,7 +40,7 @@ def local_error(log_a: np.ndarray, log_b: np.ndarray, volume: float, log_weight:
         terms = np.abs(np.exp(log_a) - np.exp(log_b))
         if log_weight is not None:
             rel = np.abs(log_a - log_b)
-            terms = np.maximum(terms, np.where(rel < np.inf, np.exp(log_weight) * np.where(rel < np.inf, rel, 0.0), 0.0))
+            terms = np.maximum(terms, np.exp(log_weight) * np.where(rel < np.inf, rel, 0.0))   # NaN, inf: 0
         return float(terms.sum() * volume)
 
 
