@@ -19,12 +19,13 @@ Gaussians, :mod:`gridflow.flows.nodal`) and W on the averages with the flux of t
 
 Step size control is by step doubling: a step of dt and two of dt/2 are compared; the local
 error estimate is ``||rho_half - rho_full||_1 / 3`` (total variation of the cell masses, plus
-the difference in lambda for adaptive schedules; :mod:`gridflow.time.doubling`), and the step is accepted
-when it is at most ``tolerance``.  With a Fisher–Rao part each cell counts at least
+the difference in lambda for adaptive schedules; :mod:`gridflow.time.doubling`), and the step
+is accepted when it is at most ``tolerance``.  With a Fisher–Rao part each cell counts at least
 ``pi_lambda |log rho_half - log rho_full|``: Fisher–Rao grows a cell far below the target towards
-it and multiplies its relative error with it, which the L1 norm of the small density does not see.  The accepted state is the Richardson extrapolation
-(4 rho_half - rho_full)/3 formed in log space (:func:`~gridflow.time.doubling.extrapolate`) when it is positive in every
-cell, else rho_half.  For a fixed target the accepted state must not increase the discrete KL
+it and multiplies its relative error with it, which the L1 norm of the small density does not
+see.  The accepted state is the Richardson extrapolation (4 rho_half - rho_full)/3 formed in log
+space (:func:`~gridflow.time.doubling.extrapolate`) when it is positive in every cell, else
+rho_half.  For a fixed target the accepted state must not increase the discrete KL
 (else rho_half is tried, else the step is rejected and dt halved).  The next dt is
 ``0.9 dt (tolerance/err)^(1/3)`` (clipped to [dt/5, 5 dt]).  Steps never straddle a save time
 or a kink of the schedule.  Every lambda used is checked to lie in [0, 1].
