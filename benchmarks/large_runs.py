@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]   # this checkout's gridflow, then the benchmark helpers
 from problems import make_case  # noqa: E402
-from report import LARGE_RUNS, splice_section  # noqa: E402
+from report import LARGE_RUNS, rewrite_section  # noqa: E402
 
 CACHE = HERE / ".cache"
 RESULTS = ROOT / "docs" / "figures" / "benchmarks" / "large_runs.json"
@@ -456,8 +456,7 @@ def main() -> None:
         RESULTS.write_text(json.dumps(res, indent=1))
     print(table(res))
     if args.write_docs:
-        path = ROOT / "docs" / "benchmarks.md"
-        path.write_text(splice_section(path.read_text(), LARGE_RUNS, docs_section(res)))
+        rewrite_section(LARGE_RUNS, docs_section(res))
 
 
 if __name__ == "__main__":

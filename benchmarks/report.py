@@ -11,8 +11,9 @@ NAMES = {"gridflow-cli": "gridflow (`gridflow run`)", "gridflow": "gridflow (`gr
          "pypde-numpy": "py-pde, numpy backend", "pypde-numba": "py-pde, numba backend",
          "baseline": "numpy baseline (SG + Crank-Nicolson, one LU)"}
 PROBLEMS = ("P1", "P2", "P3")
-#: the section written by ``large_runs.py``; a rewrite by ``run_all.py`` keeps it
+#: the sections written by ``large_runs.py`` and ``small_grids.py``; a rewrite by ``run_all.py`` keeps them
 LARGE_RUNS = "## Large runs (issue 12, acceptance 2)"
+SMALL_GRIDS = "## Small grids: numpy/LAPACK or compiled kernels"
 
 
 def _bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
@@ -20,6 +21,13 @@ def _bounds(lines: list[str], heading: str) -> tuple[int, int] | None:
         return None
     start = lines.index(heading)
     return start, next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+
+
+def rewrite_section(heading: str, body: str) -> Path:
+    """Replace the section under ``heading`` of docs/benchmarks.md by ``body`` (which starts with it)."""
+    path = ROOT / "docs" / "benchmarks.md"
+    path.write_text(splice_section(path.read_text(), heading, body))
+    return path
 
 
 def section(text: str, heading: str) -> str | None:
@@ -227,9 +235,14 @@ def write_report(res: dict, *, json_name: str) -> Path:
           f"![scaling](figures/benchmarks/{figs[1]})", "",
           "## Reproduce", "", "    pip install -e '.[bench]'", "    python benchmarks/run_all.py --quick   # about 10 min",
           "    python benchmarks/run_all.py           # finer references, 5 rounds, 1024² scaling",
-          "    python benchmarks/large_runs.py --cross-check --write-docs   # 'Large runs' (about 20 min)", ""]
+          "    python benchmarks/large_runs.py --cross-check --write-docs   # 'Large runs' (about 20 min)",
+          "    python benchmarks/small_grids.py --write-docs                # 'Small grids' (about 5 min)", ""]
     path = ROOT / "docs" / "benchmarks.md"
     text = "\n".join(L)
-    kept = section(path.read_text(), LARGE_RUNS) if path.exists() else None
-    path.write_text(splice_section(text, LARGE_RUNS, kept) if kept else text)
+    old = path.read_text() if path.exists() else ""
+    for heading in (LARGE_RUNS, SMALL_GRIDS):
+        kept = section(old, heading)
+        if kept:
+            text = splice_section(text, heading, kept)
+    path.write_text(text)
     return path

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from gridflow.core.backend import compiled
 from gridflow.core.grid import Grid
 
 #: log densities below this are treated as zero density where a gradient is needed
 _LOG_FLOOR = -745.0
-#: arrays of at least this many cells use the compiled one-pass KL sum
-_COMPILED_KL_SIZE = 4096
 
 
 def density_from_log(log_rho: np.ndarray) -> np.ndarray:
@@ -28,7 +27,8 @@ def mass(log_rho: np.ndarray, grid: Grid) -> float:
     return float(density_from_log(log_rho).sum() * grid.cell_volume)
 
 
-def kl_divergence(log_rho: np.ndarray, log_pi: np.ndarray, grid: Grid) -> float:
+def kl_divergence(log_rho: np.ndarray, log_pi: np.ndarray, grid: Grid, *,
+                  compiled_kernels: bool | None = None) -> float:
     """KL(rho || pi) = sum [rho log(rho/pi) - rho + pi] * vol on the grid (pi normalised).
 
     For a density of mass one this is the usual sum rho log(rho/pi) vol; the added
@@ -36,9 +36,12 @@ def kl_divergence(log_rho: np.ndarray, log_pi: np.ndarray, grid: Grid) -> float:
     non-negative, so round-off in the mass (~1e-13 after thousands of steps) cannot make the
     result negative.  Each term is rho * phi(r) with r = log(rho/pi) and
     phi(r) = r - 1 + e^{-r} >= 0, evaluated as r + expm1(-r) for |r| < 1 (no cancellation)
-    and as rho r - rho + pi otherwise (pi may underflow; no overflow for any r).
+    and as rho r - rho + pi otherwise (pi may underflow; no overflow for any r).  A compiled one-pass
+    sum where ``compiled_kernels`` (None: by the size, :mod:`gridflow.core.backend`).
     """
-    if log_rho.size >= _COMPILED_KL_SIZE and log_rho.shape == log_pi.shape:
+    if compiled_kernels is None:
+        compiled_kernels = compiled(log_rho.size)
+    if compiled_kernels and log_rho.shape == log_pi.shape:
         from gridflow.analysis.kl_kernel import kl_sum
 
         return float(kl_sum(np.ascontiguousarray(log_rho, dtype=float),

@@ -33,9 +33,17 @@ def verb_module(name: str):
     return import_module(f"gridflow.cli.{name}")
 
 
-def _parser():
-    """The argument parser: global options and one subparser per verb of :data:`VERBS`."""
+def _parser(argv: Sequence[str] | None = None):
+    """The argument parser: global options and one subparser per verb of :data:`VERBS`.
+
+    When ``argv`` (default: the command line) names a verb, only that verb's module is imported and
+    its options built (the others are listed by name): a verb's module may import what its work
+    needs (``validate`` imports scipy.stats), and ``gridflow run`` need not wait for that.
+    """
     import argparse
+
+    words = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((w for w in words if not w.startswith("-")), None)
 
     p = argparse.ArgumentParser(prog="gridflow", description=(
         "Exact grid solutions of the Fokker-Planck, Fisher-Rao and Wasserstein-Fisher-Rao flows "
@@ -44,7 +52,10 @@ def _parser():
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name in VERBS:
-        verb_module(name).add_parser(sub)
+        if chosen in VERBS and name != chosen:
+            sub.add_parser(name)
+        else:
+            verb_module(name).add_parser(sub)
     return p
 
 
@@ -102,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(argv).parse_args(argv)
         warnings.formatwarning = _debug_format_warning if args.debug else _format_warning
         try:
             status = _dispatch(args)
@@ -138,7 +149,25 @@ def _interrupted() -> int:
         print("gridflow: interrupted", file=sys.stderr)
     except (OSError, KeyboardInterrupt):
         pass
+    _forget_unhandled_interrupt()
     return 130
+
+
+def _forget_unhandled_interrupt() -> None:
+    """Keep the exit status 130 of an interrupt that was handled.
+
+    CPython 3.11 marks the interpreter as ended by an unhandled KeyboardInterrupt when one passes
+    through ``exec`` of a string (``_Py_UnhandledKeyboardInterrupt``), even if it is caught later, and
+    then ends the process by SIGINT instead of with the status ``main`` returned.  scipy's import
+    runs such an ``exec``: a SIGTERM while a run imports it gave "killed by SIGINT", not 130.  The
+    flag is cleared here where the interpreter exports it (3.11); elsewhere nothing changes.
+    """
+    try:
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
 
 
 #: errno values of an OSError that the user's input causes (a path, a permission): exit status 2.

@@ -21,11 +21,14 @@ mass-conserving at every step size, two tridiagonal solves per line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gridflow.core.backend import compiled
 from gridflow.core.grid import Grid
+from gridflow.flows.symmetrised import SymmetrisedRates, symmetrised_walls
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -65,6 +68,18 @@ class AxisRates:
             values = getattr(self, name)
             lines = np.ascontiguousarray(values) if columns else _as_lines(values, self.axis)
             object.__setattr__(self, f"{name}_lines", lines)
+
+    @property
+    def row_lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(up, down)`` with one line along ``axis`` per row (views of the kernels' layout)."""
+        if self.up.ndim == 2 and self.axis == 0:
+            return self.up_lines.T, self.down_lines.T
+        return self.up_lines, self.down_lines
+
+    @cached_property
+    def symmetrised(self) -> SymmetrisedRates:
+        """What :mod:`gridflow.flows.symmetrised` needs of these rates (computed on first use)."""
+        return SymmetrisedRates.from_rates(*self.row_lines)
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,8 @@ def _from_lines(lines: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndar
     return out if axis == len(shape) - 1 else np.ascontiguousarray(np.moveaxis(out, -1, axis))
 
 
-def log_axis_step(rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: float, *, order: int = 2) -> np.ndarray:
+def log_axis_step(rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: float, *, order: int = 2,
+                  compiled_kernels: bool | None = None) -> np.ndarray:
     """Advance d rho/dt = L_k rho by ``tau`` along one axis, on the log density.
 
     ``rates`` is a Scharfetter–Gummel generator (:class:`AxisRates`, linear) or the log-mean
@@ -182,8 +198,15 @@ def log_axis_step(rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: floa
     ``tau``; for density-dependent rates the second stage averages the rates at rho and at the
     first stage); ``order`` 1 is implicit Euler.  Both are solved by elimination without
     pivoting on the log density (see :mod:`gridflow.flows.kernels`), so densities far below the
-    floating-point range (e^-2000) keep their relative accuracy.
+    floating-point range (e^-2000) keep their relative accuracy.  ``compiled_kernels`` False takes
+    numpy and LAPACK for Scharfetter–Gummel rates with walls (:mod:`gridflow.flows.symmetrised`; lines
+    it cannot take exactly still go to the compiled kernels); None decides by the size
+    (:mod:`gridflow.core.backend`).
     """
+    if compiled_kernels is None:
+        compiled_kernels = compiled(log_rho.size)
+    if isinstance(rates, AxisRates) and not rates.periodic and not compiled_kernels:
+        return _symmetrised_step(rates, log_rho, tau, order)
     from gridflow.flows.kernels import step_cols, step_rows
 
     axis = rates.axis
@@ -200,6 +223,21 @@ def log_axis_step(rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: floa
     lines, _ = step_rows(_as_lines(log_rho, axis), up, down, float(tau), rates.periodic, order == 2,
                          log_target=target, kappa=kappa, mean=mean)
     return _from_lines(lines, shape, axis)
+
+
+def _symmetrised_step(rates: AxisRates, log_rho: np.ndarray, tau: float, order: int) -> np.ndarray:
+    """:func:`log_axis_step` of fixed rates with walls by numpy and LAPACK (:mod:`gridflow.flows.symmetrised`);
+    the lines it does not take are redone by the compiled kernels."""
+    columns = log_rho.ndim == 2 and rates.axis == 0
+    lines = log_rho.T if columns else log_rho.reshape(-1, log_rho.shape[-1])
+    out, taken = symmetrised_walls(lines, rates.symmetrised, float(tau), order == 2)
+    if not taken.all():
+        from gridflow.flows.kernels import step_rows
+
+        redo = np.flatnonzero(~taken)
+        up, down = (np.ascontiguousarray(a[redo]) for a in rates.row_lines)
+        out[redo], _ = step_rows(np.ascontiguousarray(lines[redo]), up, down, float(tau), False, order == 2)
+    return np.ascontiguousarray(out.T) if columns else out.reshape(log_rho.shape)
 
 
 def implicit_euler_axis(rates: AxisRates, rho: np.ndarray, tau: float) -> np.ndarray:

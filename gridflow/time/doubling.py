@@ -6,7 +6,7 @@ estimate (:func:`local_error`) and, when it is positive everywhere, the Richards
 ``(4 rho_half - rho_full) / 3`` (third order locally) as the new state (:func:`extrapolate`), formed so
 that no cell underflows however small.
 
-:func:`compare` returns both.  On grids of at least :data:`COMPILED_SIZE` cells it makes one
+:func:`compare` returns both.  Where the run takes compiled kernels (:mod:`gridflow.core.backend`) it makes one
 compiled pass over the cells on all cores (numba, cached on disk; partial sums over fixed chunks of
 :data:`CHUNK` cells added in order, so the result does not depend on the number of threads); below,
 numpy.  Both give the same values to round-off.
@@ -18,8 +18,7 @@ import math
 
 import numpy as np
 
-#: cells from which :func:`compare` uses the compiled pass
-COMPILED_SIZE = 4096
+from gridflow.core.backend import compiled
 
 #: cells per partial sum of the compiled pass
 CHUNK = 8192
@@ -61,9 +60,11 @@ def extrapolate(log_half: np.ndarray, log_full: np.ndarray) -> np.ndarray | None
 
 
 def compare(log_half: np.ndarray, log_full: np.ndarray, volume: float,
-            log_weight: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
-    """``(local_error(log_half, log_full, volume, log_weight), extrapolate(log_half, log_full))`` in one pass."""
-    if log_half.size < COMPILED_SIZE:
+            log_weight: np.ndarray | None = None, *, compiled_kernels: bool | None = None
+            ) -> tuple[float, np.ndarray | None]:
+    """``(local_error(log_half, log_full, volume, log_weight), extrapolate(log_half, log_full))`` in one
+    pass; compiled where ``compiled_kernels`` (None: by the size, :mod:`gridflow.core.backend`)."""
+    if not (compiled(log_half.size) if compiled_kernels is None else compiled_kernels):
         return local_error(log_half, log_full, volume, log_weight), extrapolate(log_half, log_full)
     from gridflow.time.doubling_kernel import compare_pass
 

@@ -46,12 +46,20 @@ from gridflow.analysis.diagnostics import kl_divergence
 from gridflow.errors import NumericalError, ScheduleError
 from gridflow.flows.fisher_rao import fisher_rao_step
 from gridflow.flows.fokker_planck import AxisRates, LogMeanAxis, axis_rates, edge_differences, log_axis_step, log_mean_axis
-from gridflow.flows.nodal import log_quadratic_rates, point_shifts, to_averages, to_points, transverse_targets
+from gridflow.core.backend import KernelChoice
 from gridflow.core.logspace import logsumexp
 from gridflow.core.problem import Problem
 from gridflow.core.schedule import Adaptive, Schedule, linear_ramp
 from gridflow.time.doubling import compare
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
+
+def _nodal():
+    """:mod:`gridflow.flows.nodal` (cell averages), imported on first use: its kernels are compiled
+    (numba), whose start-up a run without cell averages does not pay."""
+    from gridflow.flows import nodal
+
+    return nodal
+
 
 #: lambdas whose W operators are kept (:meth:`Stepper.rates`).  Reuse happens only while lambda is
 #: fixed; during a tempering ramp every step brings three new lambdas, and each entry holds four
@@ -157,6 +165,10 @@ class Stepper:
         self.cell_averages = problem.flux == "log-quadratic" and self.a > 0.0 and (
             problem.values == "cell-averages" or (problem.values == "auto" and self.b > 0.0))
         self._negligible = NEGLIGIBLE_GAP if self.b == 0.0 else None
+        #: numpy or compiled kernels for this run's steps (gridflow.core.backend): numpy has only the
+        #: Scharfetter-Gummel step on lines with walls
+        self.kernels = KernelChoice(self.grid.size, needs_compiled=(
+            self.a > 0.0 and (problem.flux != "scharfetter-gummel" or self.cell_averages or self.grid.periodic)))
         #: the last point values D gave and their shifts (nodal.point_shifts), reused by the next W step
         #: that starts from them; and the target's shifts per lambda (2D cell averages)
         self._known_points: tuple[np.ndarray, tuple] | None = None
@@ -167,7 +179,7 @@ class Stepper:
         lam0 = 0.0 if self.schedule.adaptive else self.schedule.value(0.0)
         if self.cell_averages:
             points = self.problem.log_initial.copy()
-            log_avg = to_averages(points, self.grid)
+            log_avg = _nodal().to_averages(points, self.grid)
             shift = -logsumexp(log_avg) - np.log(self.grid.cell_volume)
             return State(0.0, log_avg + shift, lam0, points + shift)
         return State(0.0, self.problem.log_initial.copy(), lam0)
@@ -178,7 +190,7 @@ class Stepper:
         log_pi = self.path.log_density(lam)
         if not self.cell_averages:
             return log_pi
-        log_avg = to_averages(log_pi, self.grid)
+        log_avg = _nodal().to_averages(log_pi, self.grid)
         return log_avg - logsumexp(log_avg) - np.log(self.grid.cell_volume)
 
     def rates(self, lam: float) -> list[AxisRates | LogMeanAxis]:
@@ -209,13 +221,20 @@ class Stepper:
         gap = mean_rho - mean_path if sched.correction else 0.0
         return sched.rate(lam, var=var, mean_gap=gap)
 
+    def _axis_step(self, rates: AxisRates | LogMeanAxis, log_rho: np.ndarray, tau: float, *,
+                   order: int = 2) -> np.ndarray:
+        """One axis step, by the implementation the run has chosen so far (:attr:`kernels`)."""
+        out = log_axis_step(rates, log_rho, tau, order=order, compiled_kernels=self.kernels.compiled)
+        self.kernels.count()
+        return out
+
     def _wasserstein(self, log_rho: np.ndarray, lam: float, dt: float) -> np.ndarray:
         rates = self.rates(lam)
         if self.grid.dim == 1:
-            return log_axis_step(rates[0], log_rho, dt)
-        log_rho = log_axis_step(rates[0], log_rho, 0.5 * dt)
-        log_rho = log_axis_step(rates[1], log_rho, dt)
-        return log_axis_step(rates[0], log_rho, 0.5 * dt)
+            return self._axis_step(rates[0], log_rho, dt)
+        log_rho = self._axis_step(rates[0], log_rho, 0.5 * dt)
+        log_rho = self._axis_step(rates[1], log_rho, dt)
+        return self._axis_step(rates[0], log_rho, 0.5 * dt)
 
     def _fisher_rao(self, log_rho: np.ndarray, sched: Schedule, t: float, dt: float) -> np.ndarray:
         return fisher_rao_step(log_rho, path=self.path, schedule=sched, t=t, dt=dt, reaction=self.b)
@@ -256,7 +275,7 @@ class Stepper:
                            dt: float) -> tuple[np.ndarray, np.ndarray]:
         """The exact Fisher-Rao step on the point values, back to cell averages of the mass of ``log_avg``."""
         points = self._fisher_rao(points, sched, t, dt)
-        new = to_averages(points, self.grid)
+        new = _nodal().to_averages(points, self.grid)
         shift = logsumexp(log_avg) - logsumexp(new)
         return new + shift, points + shift
 
@@ -266,7 +285,7 @@ class Stepper:
         W finite volumes on the averages with the flux from the point values (gridflow.flows.nodal)."""
         log_avg = state.log_rho
         points = (state.log_points if state.log_points is not None
-                  else to_points(log_avg, self.grid, negligible_below=self._negligible))
+                  else _nodal().to_points(log_avg, self.grid, negligible_below=self._negligible))
         if self.b > 0.0:
             log_avg, points = self._fisher_rao_points(log_avg, points, sched, t0, 0.5 * dt)
         new = self._wasserstein_cell_averages(log_avg, points, lam, dt)
@@ -279,8 +298,8 @@ class Stepper:
     def _points(self, log_avg: np.ndarray, *, guess: np.ndarray) -> np.ndarray:
         """D(log_avg) from ``guess``, remembering its shifts for the W step that starts from it."""
         if self.grid.dim == 1:
-            return to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible)
-        points, known = to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible,
+            return _nodal().to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible)
+        points, known = _nodal().to_points(log_avg, self.grid, guess=guess, negligible_below=self._negligible,
                                   with_shifts=True)
         self._known_points = (points, known)
         return points
@@ -303,23 +322,23 @@ class Stepper:
                 shifts, targets = [np.where(np.isfinite(points), log_avg - points, 0.0)], [log_pi]
         else:
             known = self._known_points
-            known = known[1] if known is not None and known[0] is points else point_shifts(points, self.grid)
+            known = known[1] if known is not None and known[0] is points else _nodal().point_shifts(points, self.grid)
             pi_known = self._pi_shifts.get(lam)
             if pi_known is None:
-                pi_known = _remember(self._pi_shifts, lam, point_shifts(log_pi, self.grid))
+                pi_known = _remember(self._pi_shifts, lam, _nodal().point_shifts(log_pi, self.grid))
             shifts = known[0]
-            targets = transverse_targets(points, log_pi, self.grid, lhat_shifts=known, pi_shifts=pi_known)
+            targets = _nodal().transverse_targets(points, log_pi, self.grid, lhat_shifts=known, pi_shifts=pi_known)
         periodic, kap = self.grid.periodic, [self.a / h ** 2 for h in self.grid.spacing]
 
         def axis_step(k: int, values: np.ndarray, tau: float) -> np.ndarray:
             target = targets[k]
 
             def rates(at: np.ndarray) -> AxisRates:
-                up, down = log_quadratic_rates(at - shifts[k], target, k, kap[k], periodic, -shifts[k])
+                up, down = _nodal().log_quadratic_rates(at - shifts[k], target, k, kap[k], periodic, -shifts[k])
                 return AxisRates(axis=k, up=up, down=down, periodic=periodic)
 
-            mid = log_axis_step(rates(values), values, 0.5 * tau, order=1)
-            return log_axis_step(rates(mid), values, tau, order=2)
+            mid = self._axis_step(rates(values), values, 0.5 * tau, order=1)
+            return self._axis_step(rates(mid), values, tau, order=2)
 
         if self.grid.dim == 1:
             return axis_step(0, log_avg, dt)
@@ -350,7 +369,7 @@ class Stepper:
             half = self.step(self.step(state, 0.5 * dt), 0.5 * dt)
             # with a Fisher-Rao part a cell's relative error counts with the mass pi_lambda gives it (doubling.local_error)
             weight = self.path.log_density(state.lam) if self.b > 0.0 else None
-            difference, ex = compare(half.log_rho, full.log_rho, vol, weight)
+            difference, ex = compare(half.log_rho, full.log_rho, vol, weight, compiled_kernels=self.kernels.compiled)
             err = (difference + abs(half.lam - full.lam)) / 3.0
             ok = bool(np.isfinite(err)) and err <= self.tolerance
             accepted = None
@@ -364,12 +383,12 @@ class Stepper:
                     # that does not increase the discrete KL (computed in order, only as far as needed)
                     log_pi = self.kl_target(state.lam)
                     if kl_before is None or kl_before[0] is not state:
-                        kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid))
+                        kl_before = (state, kl_divergence(state.log_rho, log_pi, self.grid, compiled_kernels=self.kernels.compiled))
                     kl0 = kl_before[1]
                     slack = 1e-13 * max(1.0, abs(kl0))
                     passing = None
                     for c in candidates:
-                        kl_c = kl_divergence(c, log_pi, self.grid)
+                        kl_c = kl_divergence(c, log_pi, self.grid, compiled_kernels=self.kernels.compiled)
                         if kl_c <= kl0 + slack:
                             passing, kl_new = c, kl_c
                             break

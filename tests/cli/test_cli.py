@@ -698,3 +698,18 @@ def test_compare_refuses_bad_inputs_in_one_line(tmp_path, good_run, capsys, argv
     assert main(["compare", *argv]) == 2
     err = capsys.readouterr().err
     assert message.lower() in err.lower() and len(err.strip().splitlines()) == 1
+
+
+def test_a_verb_builds_only_its_own_parser_and_a_misspelt_one_lists_them_all():
+    """``gridflow run`` imports no other verb's module (``validate`` pulls in scipy.stats: start-up a
+    run need not pay); ``--help`` and a misspelt verb still see every verb."""
+    code = ("import sys\nfrom gridflow.cli.entry import _parser\n"
+            "_parser(['run', 'case.toml'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('gridflow.cli.') and m != 'gridflow.cli.entry'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['gridflow.cli.arguments', 'gridflow.cli.run']"
+    bad = subprocess.run([sys.executable, "-m", "gridflow", "runn", "x.toml"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert all(verb in bad.stderr for verb in ("run", "info", "sample", "compare", "validate", "reproduce"))
+    helped = subprocess.run([sys.executable, "-m", "gridflow", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "validate" in helped.stdout and "reproduce" in helped.stdout

@@ -117,7 +117,7 @@ def test_the_kl_guard_judges_the_accepted_state(monkeypatch):
     assert kl_divergence(bad, problem.path.log_target, problem.grid) > 10.0
 
     real_compare = stepper_module.compare
-    monkeypatch.setattr(stepper_module, "compare", lambda *args: (real_compare(*args)[0], bad))
+    monkeypatch.setattr(stepper_module, "compare", lambda *args, **kw: (real_compare(*args, **kw)[0], bad))
     stepper = Stepper(problem, tolerance=1e-6)
     kls = [kl_divergence(problem.log_initial, problem.path.log_target, problem.grid)]
 

@@ -118,7 +118,7 @@ def test_tempering_ramp_keeps_few_operators_and_the_kl_guard_reuses_its_kl(monke
     assert max(sizes) <= RATES_CACHE_SIZE
     calls = []
     real_kl = stepper_module.kl_divergence
-    monkeypatch.setattr(stepper_module, "kl_divergence", lambda *a: calls.append(1) or real_kl(*a))
+    monkeypatch.setattr(stepper_module, "kl_divergence", lambda *a, **kw: calls.append(1) or real_kl(*a, **kw))
     accepted = stepper.stats.accepted
     tries = stepper.stats.accepted + stepper.stats.rejected
     final = stepper.advance(state, 1.0)
