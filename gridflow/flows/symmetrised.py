@@ -37,6 +37,7 @@ the compiled kernels (ratio or log path: far tails at e^-800, empty cells).  Pos
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,10 +53,48 @@ HAZARD = 1e200
 MAX_JUMP = 200.0
 
 
-def _lapack():
-    from scipy.linalg.lapack import dpttrf, dpttrs
+_LAPACK: tuple | None = None
 
-    return dpttrf, dpttrs
+
+def _lapack():
+    """``(dpttrf, dpttrs)`` of scipy's LAPACK.
+
+    Importing ``scipy.linalg`` costs 0.15-0.2 s (its package imports scipy's array-API layer), a
+    third of a small run; the two routines live in its compiled extension ``_flapack``, which needs
+    only numpy.  So, unless scipy.linalg is loaded already, the extension is loaded from its file
+    directly (and left out of ``sys.modules``: a later ``import scipy.linalg`` loads it as usual).
+    Anything unexpected (another layout, a loader error) falls back to the plain import.
+    """
+    global _LAPACK
+    if _LAPACK is None:
+        _LAPACK = _flapack_direct() if "scipy.linalg" not in sys.modules else None
+        if _LAPACK is None:
+            from scipy.linalg.lapack import dpttrf, dpttrs
+
+            _LAPACK = (dpttrf, dpttrs)
+    return _LAPACK
+
+
+def _flapack_direct() -> tuple | None:
+    try:
+        import importlib.machinery
+        import importlib.util
+        from pathlib import Path
+
+        import scipy
+
+        name = "scipy.linalg._flapack"
+        folder = Path(scipy.__file__).parent / "linalg"
+        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        path = next(p for p in folder.glob("_flapack.*") if p.name.endswith(suffixes))
+        loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path, loader=loader))
+        loader.exec_module(module)
+        sys.modules.pop(name, None)
+        return module.dpttrf, module.dpttrs
+    except Exception:                     # noqa: BLE001 - any failure: the plain import instead
+        sys.modules.pop("scipy.linalg._flapack", None)
+        return None
 
 
 #: smallest solution value taken: a normal double with room below (no precision lost)
@@ -110,10 +149,9 @@ def _solve(diag: np.ndarray, off: np.ndarray, f: np.ndarray) -> np.ndarray | Non
 
 def _check(z: np.ndarray, f: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """The ratios y/rho = z/f; lines with a ratio outside (TINY, HAZARD] or a z below
-    :data:`_SMALLEST` (or NaN) are cleared in ``ok`` (their ratios set to 1)."""
+    :data:`_SMALLEST` (or NaN, which fails every comparison) are cleared in ``ok`` (ratios set to 1)."""
     x = z / f
-    with np.errstate(invalid="ignore"):
-        ok &= np.all((x > TINY) & (x <= HAZARD) & (z >= _SMALLEST), axis=1)
+    ok &= (x.min(axis=1) > TINY) & (x.max(axis=1) <= HAZARD) & (z.min(axis=1) >= _SMALLEST)
     x[~ok] = 1.0
     return x
 
@@ -133,7 +171,7 @@ def symmetrised_walls(l: np.ndarray, rates: SymmetrisedRates, tau: float, two_st
         first = s[:, 0] - s.max(axis=1)
         jump = np.diff(l, axis=1)
         ok = (rates.ok & (s.min(axis=1) >= s.max(axis=1) - SPAN)  # also False on NaN, -inf, +inf
-              & np.all(np.abs(jump) <= MAX_JUMP, axis=1))
+              & (np.abs(jump).max(axis=1) <= MAX_JUMP))
     first[~ok] = 0.0
     jump[~ok] = 0.0
     # f = rho/d scaled per line to a largest value of about 1, as a running product of the neighbour

@@ -19,7 +19,6 @@ from gridflow.errors import InputError, TrajectoryFileError
 from gridflow.core.grid import Grid
 from gridflow.core.problem import Problem
 from gridflow.io.case_schema import DEFAULT_TOLERANCE
-from gridflow.io.trajectory_damage import MASS_TOLERANCE
 from gridflow.time.solver import Frame, save_times, simulate, simulate_path
 from gridflow.time.stepper import State, scheme_description
 
@@ -82,6 +81,8 @@ def _check_resumable(old, *, grid: Grid, times: np.ndarray) -> None:
     grid other than ``grid``, times not strictly increasing or not among the save ``times`` (so
     never past the end), a frame whose density is not finite, negative, or of mass not 1, whose
     ``log_density`` is NaN, +inf or disagrees with ``density``, or whose lambda is outside [0, 1]."""
+    from gridflow.io.trajectory_damage import MASS_TOLERANCE   # h5py: not needed by solve()
+
     path = Path(old.path)
     stored = [old.x_bnds] if old.y_bnds is None else [old.x_bnds, old.y_bnds]
     same = len(stored) == grid.dim and all(

@@ -111,8 +111,9 @@ def _run(code: str) -> str:
 
 
 def test_a_small_fokker_planck_run_never_starts_numba():
-    """1D and a 2D grid below COMPILED_CELLS, tempered Fokker-Planck: the run imports no numba (its
-    start-up is most of a small run); with the log-mean flux it does (no numpy implementation)."""
+    """1D and a 2D grid below COMPILED_CELLS, tempered Fokker-Planck: the run imports neither numba
+    (its start-up is most of a small run) nor the scipy.linalg package (LAPACK's extension is loaded
+    directly); with the log-mean flux it does import numba (no numpy implementation)."""
     out = _run("""
         import sys, gridflow
         from gridflow.io.case import parse_case
@@ -127,11 +128,11 @@ def test_a_small_fokker_planck_run_never_starts_numba():
                    target={"kind": "gaussian", "mean": [1.0, 0.0], "cov": [[0.5, 0.2], [0.2, 1.0]]},
                    initial={"kind": "gaussian", "mean": [-1.0, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]})
         gridflow.solve(parse_case(two))
-        print("numba" in sys.modules)
+        print("numba" in sys.modules, "scipy.linalg" in sys.modules)
         gridflow.solve(parse_case(dict(base, flow={"kind": "fokker-planck", "flux": "log-mean"})))
         print("numba" in sys.modules)
     """)
-    assert out.split() == ["False", "True"]
+    assert out.split() == ["False", "False", "True"]
 
 
 @pytest.mark.parametrize("flow", ["fokker-planck", "wfr"])
@@ -194,3 +195,26 @@ def test_a_run_switches_to_the_compiled_kernels_after_its_budget_and_stays_deter
         np.testing.assert_array_equal(a.density, b.density)
         np.testing.assert_allclose(a.density, c.density, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(a.density, d.density, rtol=1e-10, atol=1e-14)
+
+
+def test_lapack_loaded_directly_is_scipys_and_a_later_scipy_import_is_unharmed():
+    """The directly loaded dpttrf/dpttrs are scipy.linalg.lapack's own; scipy.linalg imported after
+    them works (its own _flapack module, a solve checks out); without the direct load the plain
+    import gives the same routines."""
+    out = _run("""
+        import sys
+        import numpy as np
+        from gridflow.flows import symmetrised
+        direct = symmetrised._flapack_direct()
+        assert direct is not None and "scipy.linalg" not in sys.modules
+        assert "scipy.linalg._flapack" not in sys.modules
+        import scipy.linalg
+        from scipy.linalg.lapack import dpttrf, dpttrs
+        assert direct == (dpttrf, dpttrs)
+        a = np.array([[4.0, 1.0], [1.0, 3.0]])
+        assert np.allclose(a @ scipy.linalg.solve(a, np.ones(2)), 1.0)
+        symmetrised._LAPACK = None
+        assert symmetrised._lapack() == (dpttrf, dpttrs)        # scipy.linalg loaded: the plain import
+        print("ok")
+    """)
+    assert out.split() == ["ok"]
