@@ -100,14 +100,15 @@ def moments(log_rho: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_diagnostics(log_rho: np.ndarray, grid: Grid, *, log_target: np.ndarray,
-                      log_tempered: np.ndarray) -> dict:
+                      log_tempered: np.ndarray, compiled_kernels: bool | None = None) -> dict:
     """All per-frame diagnostics of docs/file-format.md (``mass``, ``kl``, ``kl_tempered``,
-    ``fisher_information`` w.r.t. the current tempered target, ``mean``, ``covariance``)."""
+    ``fisher_information`` w.r.t. the current tempered target, ``mean``, ``covariance``);
+    ``compiled_kernels`` as in :func:`kl_divergence` (a run passes its own choice)."""
     mean, cov = moments(log_rho, grid)
     return {
         "mass": mass(log_rho, grid),
-        "kl": kl_divergence(log_rho, log_target, grid),
-        "kl_tempered": kl_divergence(log_rho, log_tempered, grid),
+        "kl": kl_divergence(log_rho, log_target, grid, compiled_kernels=compiled_kernels),
+        "kl_tempered": kl_divergence(log_rho, log_tempered, grid, compiled_kernels=compiled_kernels),
         "fisher_information": fisher_information(log_rho, log_tempered, grid),
         "mean": mean,
         "covariance": cov,

@@ -66,7 +66,7 @@ def simulate(problem: Problem, *, times: Sequence[float], tolerance: float = DEF
         state = stepper.advance(state, float(t), on_step=on_step)
         log_tempered = problem.path.log_density(state.lam)
         diag = frame_diagnostics(state.log_rho, problem.grid, log_target=problem.path.log_target,
-                                 log_tempered=log_tempered)
+                                 log_tempered=log_tempered, compiled_kernels=stepper.kernels.compiled)
         yield Frame(state.t, state.log_rho, state.lam, diag,
                     stepper.stats.accepted - accepted, stepper.stats.rejected - rejected)
         accepted, rejected = stepper.stats.accepted, stepper.stats.rejected

@@ -167,7 +167,7 @@ class Stepper:
         self._negligible = NEGLIGIBLE_GAP if self.b == 0.0 else None
         #: numpy or compiled kernels for this run's steps (gridflow.core.backend): numpy has only the
         #: Scharfetter-Gummel step on lines with walls
-        self.kernels = KernelChoice(self.grid.size, needs_compiled=(
+        self.kernels = KernelChoice(self.grid.size, dim=self.grid.dim, needs_compiled=(
             self.a > 0.0 and (problem.flux != "scharfetter-gummel" or self.cell_averages or self.grid.periodic)))
         #: the last point values D gave and their shifts (nodal.point_shifts), reused by the next W step
         #: that starts from them; and the target's shifts per lambda (2D cell averages)

@@ -111,7 +111,8 @@ def _run(code: str) -> str:
 
 
 def test_a_small_fokker_planck_run_never_starts_numba():
-    """1D and a 2D grid below COMPILED_CELLS, tempered Fokker-Planck: the run imports neither numba
+    """1D grids (one of 100000 cells) and a 2D grid below COMPILED_CELLS, tempered Fokker-Planck, short
+    runs: the run imports neither numba
     (its start-up is most of a small run) nor the scipy.linalg package (LAPACK's extension is loaded
     directly); with the log-mean flux it does import numba (no numpy implementation)."""
     out = _run("""
@@ -122,12 +123,15 @@ def test_a_small_fokker_planck_run_never_starts_numba():
                 "grid": {"lower": [-6.0], "upper": [6.0], "cells": [400]},
                 "flow": {"kind": "fokker-planck"},
                 "tempering": {"schedule": {"kind": "linear", "duration": 0.5}},
-                "time": {"end": 1.0, "save_times": [0.5, 1.0]}}
+                "time": {"end": 1.0, "save_times": [0.5, 1.0], "tolerance": 1e-5}}
         gridflow.solve(parse_case(base))
         two = dict(base, grid={"lower": [-5.0, -5.0], "upper": [5.0, 5.0], "cells": [120, 100]},
                    target={"kind": "gaussian", "mean": [1.0, 0.0], "cov": [[0.5, 0.2], [0.2, 1.0]]},
                    initial={"kind": "gaussian", "mean": [-1.0, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]})
         gridflow.solve(parse_case(two))
+        big = dict(base, grid={"lower": [-6.0], "upper": [6.0], "cells": [100000]},
+                   time={"end": 0.01, "save_times": [0.005, 0.01], "tolerance": 1e-3})
+        gridflow.solve(parse_case(big))                  # 1D: numpy at any size (frame diagnostics too)
         print("numba" in sys.modules, "scipy.linalg" in sys.modules)
         gridflow.solve(parse_case(dict(base, flow={"kind": "fokker-planck", "flux": "log-mean"})))
         print("numba" in sys.modules)
@@ -161,7 +165,7 @@ def test_a_whole_run_equals_the_compiled_one(monkeypatch, flow):
 
 
 def test_a_run_switches_to_the_compiled_kernels_after_its_budget_and_stays_deterministic(monkeypatch):
-    """With a small budget of numpy work the run switches to the compiled kernels part way; the result
+    """With a small allowance of numpy work the run switches to the compiled kernels part way; the result
     agrees with an all-numpy and an all-compiled run to round-off, and the same case run again (numba
     now warm in this process) gives the same result bit for bit: the choice follows the case alone."""
     import gridflow
@@ -182,15 +186,18 @@ def test_a_run_switches_to_the_compiled_kernels_after_its_budget_and_stays_deter
         switched.append(self.kernels.compiled)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(backend, "COMPILED_AFTER", 700 * 40)
+    step = backend.KernelChoice(700, dim=1).extra_per_step
+    monkeypatch.setattr(backend, "COMPILED_START_UP", 39.5 * step)     # numpy for 40 axis steps
     monkeypatch.setattr(Stepper, "_axis_step", spy)
     mixed = gridflow.solve(case)
     assert switched[:40] == [False] * 40 and switched[40:] and all(switched[40:])
     again = gridflow.solve(case)
-    monkeypatch.setattr(backend, "COMPILED_AFTER", 10**18)
+    monkeypatch.setattr(backend, "COMPILED_START_UP", float("inf"))
     numpy_only = gridflow.solve(case)
-    monkeypatch.setattr(backend, "COMPILED_CELLS", 1)
+    monkeypatch.setattr(backend, "COMPILED_START_UP", 0.0)
+    switched.clear()
     compiled_only = gridflow.solve(case)
+    assert switched and all(switched)
     for a, b, c, d in zip(mixed, again, numpy_only, compiled_only):
         np.testing.assert_array_equal(a.density, b.density)
         np.testing.assert_allclose(a.density, c.density, rtol=1e-10, atol=1e-14)
